@@ -1,0 +1,40 @@
+"""Checkpoint files: one torch file per save, written atomically (temp file + rename).
+
+A checkpoint holds the config, the online and target networks, the optimizer, the
+counters and the RNG states, so a run resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dqn.errors import UserError
+
+FORMAT = "raydqn-checkpoint-v1"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's state; a missing, corrupt or foreign file is a `UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise UserError(f"checkpoint {str(path)!r} is unreadable or corrupt "
+                        f"({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"checkpoint {str(path)!r} is not a {FORMAT} file")
+    return state

@@ -1,0 +1,282 @@
+"""Typed, validated configuration: one frozen dataclass per component.
+
+Presets are YAML files in `configs/` that list only what differs from the defaults
+below; command-line overrides (`replay.capacity_transitions=100000`) are applied on
+top. Everything is validated before anything starts: an unknown key, a wrong type,
+an out-of-range value or an unknown game raises `UserError` with one line naming the
+key, the value and what is allowed.
+
+Units live in the names: `env_steps` (one agent action; 4 emulator frames on Atari),
+`frames` (emulator frames), `updates` (learner gradient steps), `transitions`.
+The defaults are the Atari settings of Nature DQN / Dopamine, with double Q and
+3-step returns on; each departure from the paper says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dqn.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+
+
+def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+        choices: tuple | None = None) -> Any:
+    """A config field with a help string and its allowed range or choices."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = opt("pong", "ALE game in snake_case (pong, breakout, ms_pacman, ...) or "
+                  "a classic-control id (CartPole-v1, Acrobot-v1, MountainCar-v0)")
+    num_envs: int = opt(8, "environments stepped together in one vector env", lo=1)
+    sticky_action_prob: float = opt(0.25, "repeat-previous-action probability "
+                                    "(Machado et al. 2018)", lo=0.0, hi=1.0)
+    noop_max: int = opt(30, "up to this many no-op actions at reset", lo=0)
+    frame_skip: int = opt(4, "emulator frames per env step, max-pooled over the last two", lo=1)
+    frame_stack: int = opt(4, "frames stacked into one observation", lo=1)
+    clip_rewards: bool = opt(True, "train on sign(reward); scores stay unclipped")
+    life_loss_terminal: bool = opt(False, "treat a lost life as terminal for training only")
+    max_episode_frames: int = opt(108_000, "episode cap in emulator frames (30 min at 60 Hz)",
+                                  lo=1)
+
+    @property
+    def is_atari(self) -> bool:
+        return self.id not in CLASSIC_CONTROL
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    dueling: bool = opt(False, "dueling value/advantage head (Wang et al. 2016)")
+    mlp_hidden: tuple[int, ...] = opt((256, 256), "hidden sizes of the MLP used for "
+                                      "vector observations")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity_transitions: int = opt(1_000_000, "transitions kept; one frame each", lo=16)
+    prioritized: bool = opt(False, "proportional prioritized replay (Schaul et al. 2016)")
+    priority_exponent: float = opt(0.6, "alpha: how strongly priorities skew sampling",
+                                   lo=0.0, hi=1.0)
+    importance_exponent_start: float = opt(0.4, "beta at the start; annealed to 1 by the "
+                                           "end of training", lo=0.0, hi=1.0)
+    learning_starts_env_steps: int = opt(20_000, "env steps collected before the first "
+                                         "update (80K frames, as Dopamine)", lo=1)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    gamma: float = opt(0.99, "discount per env step", lo=0.0, hi=1.0)
+    n_step: int = opt(3, "steps in the bootstrapped return (Rainbow uses 3; Nature 1)", lo=1)
+    double_q: bool = opt(True, "double DQN target (van Hasselt et al. 2016)")
+    batch_size: int = opt(32, "transitions per learner update", lo=1)
+    learning_rate: float = opt(6.25e-5, "Adam step size (Rainbow / Dopamine)", lo=0.0)
+    adam_eps: float = opt(1.5e-4, "Adam epsilon (Rainbow / Dopamine)", lo=0.0)
+    huber_delta: float = opt(1.0, "Huber loss threshold", lo=0.0)
+    grad_clip_norm: float = opt(10.0, "global gradient-norm clip; 0 turns it off", lo=0.0)
+    update_every_env_steps: int = opt(4, "env steps per learner update (Nature: 4)", lo=1)
+    target_update_period_updates: int = opt(2_000, "learner updates between target syncs "
+                                            "(8K env steps at 4 per update, as Dopamine)",
+                                            lo=1)
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    eps_start: float = opt(1.0, "epsilon at the first env step", lo=0.0, hi=1.0)
+    eps_end: float = opt(0.01, "epsilon after the decay", lo=0.0, hi=1.0)
+    eps_decay_env_steps: int = opt(250_000, "env steps of the linear decay (1M frames)", lo=1)
+    eval_eps: float = opt(0.001, "epsilon of evaluation episodes (Machado et al.)",
+                          lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = opt("dqn", "run name: its folder under out_dir; rerun the same name to resume")
+    out_dir: str = opt("runs", "folder holding one sub-folder per run")
+    seed: int = opt(0, "seed for envs, networks, replay and exploration", lo=0)
+    total_env_steps: int = opt(10_000_000, "env steps to train for (40M frames)", lo=1)
+    device: str = opt("auto", "learner device: auto picks cuda when present",
+                      choices=("auto", "cpu", "cuda"))
+    eval_every_env_steps: int = opt(250_000, "env steps between evaluations", lo=1)
+    eval_episodes: int = opt(10, "episodes per evaluation", lo=1)
+    stop_at_eval_return: float | None = opt(None, "stop once an evaluation's mean return "
+                                            "reaches this; null trains to the end")
+    log_every_env_steps: int = opt(10_000, "env steps between metric lines", lo=1)
+
+
+@dataclass(frozen=True)
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_config(preset: str = "laptop", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the preset (a name in configs/ or a YAML path), then overrides."""
+    raw = _read_preset(preset)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or "." not in key:
+            raise UserError(f"override {item!r} is not of the form section.key=value "
+                            f"(for example replay.capacity_transitions=100000)")
+        section, name = key.split(".", 1)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise UserError(f"config section {section!r} must be a mapping")
+        raw[section][name] = yaml.safe_load(text) if text else ""
+    return build_config(raw)
+
+
+def build_config(raw: dict[str, Any]) -> Config:
+    """A validated Config from nested dicts of plain values."""
+    sections = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise UserError(f"unknown config section {section!r}{_suggest(section, SECTIONS)};"
+                            f" allowed: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise UserError(f"config section {section!r} must be a mapping, got {values!r}")
+        sections[section] = _build_section(section, SECTIONS[section], values)
+    config = Config(**sections)
+    _check_cross_fields(config)
+    return config
+
+
+def _read_preset(preset: str) -> dict[str, Any]:
+    path = Path(preset)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise UserError(f"preset {preset!r} not found; available presets: "
+                        f"{', '.join(preset_names())} (or a path to a YAML file)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"preset {str(path)!r} is not valid YAML: "
+                        f"{str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"preset {str(path)!r} must hold a mapping of sections")
+    return raw
+
+
+def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{section}.{name}"
+        if name not in fields:
+            raise UserError(f"unknown config key {key!r}{_suggest(name, fields)}; allowed: "
+                            f"{', '.join(f'{section}.{n}' for n in fields)}")
+        kwargs[name] = _check_value(key, value, hints[name], fields[name].metadata)
+    return cls(**kwargs)
+
+
+def _check_value(key: str, value: Any, hint: Any, meta: Any) -> Any:
+    value = _coerce(key, value, hint)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise UserError(f"config {key} = {value!r} is out of range; allowed: {bounds}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise UserError(f"config {key} = {value!r} is not allowed; choose one of "
+                        f"{', '.join(map(str, choices))}")
+    return value
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check `value` against the field's type; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config {key} = {value!r} must be a list of "
+                            f"{TYPE_NAMES.get(item, item.__name__)} values")
+        return tuple(_coerce(key, v, item) for v in value)
+    if hint is float and isinstance(value, str):
+        value = _parse_float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+    ok = (isinstance(value, bool) if hint is bool
+          else isinstance(value, int) and not isinstance(value, bool) if hint is int
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float
+          else isinstance(value, hint))
+    if not ok:
+        raise UserError(f"config {key} = {value!r} is a {type(value).__name__}; "
+                        f"it must be {TYPE_NAMES.get(hint, hint.__name__)}")
+    return float(value) if hint is float else value
+
+
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _parse_float(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _check_cross_fields(config: Config) -> None:
+    env = config.env
+    if env.is_atari:
+        from ale_py import roms  # imported here: only Atari configs need the ROM list
+
+        games = roms.get_all_rom_ids()
+        if env.id not in games:
+            hint = _suggest(env.id, games)
+            raise UserError(f"config env.id = {env.id!r} is not a game ale-py ships{hint};"
+                            f" use a snake_case ROM name (pong, breakout, ...) or one of "
+                            f"{', '.join(CLASSIC_CONTROL)}")
+    if config.explore.eps_end > config.explore.eps_start:
+        raise UserError(f"config explore.eps_end = {config.explore.eps_end} must not exceed "
+                        f"explore.eps_start = {config.explore.eps_start}")
+    if config.replay.capacity_transitions < config.agent.batch_size:
+        raise UserError(f"config replay.capacity_transitions = "
+                        f"{config.replay.capacity_transitions} must be at least "
+                        f"agent.batch_size = {config.agent.batch_size}")
+    per_env = config.replay.capacity_transitions // env.num_envs
+    needed = 4 * (env.frame_stack + config.agent.n_step + 1)
+    if per_env < needed:
+        raise UserError(f"config replay.capacity_transitions = "
+                        f"{config.replay.capacity_transitions} leaves {per_env} per env "
+                        f"stream; with env.num_envs = {env.num_envs} it must be at least "
+                        f"{needed * env.num_envs}")
+
+
+def _suggest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

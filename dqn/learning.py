@@ -1,0 +1,86 @@
+"""The DQN learner's step, read top to bottom: sample -> loss -> optimizer -> target sync.
+
+Shared by the single-process trainer and the Ray learner actor, which differ only in
+where batches come from and where priorities and weights go.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from dqn.config import Config
+from dqn.losses import q_targets, td_loss
+from dqn.networks import QNetwork
+from dqn.replay import Batch
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is cuda when a GPU is visible, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class UpdateResult(NamedTuple):
+    td_abs: np.ndarray   # (B,) new priorities for the sampled ids
+    td_loss: float
+    q_mean: float
+
+
+class DQNLearner:
+    def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
+                 device: torch.device):
+        self.cfg = cfg.agent
+        self.device = device
+        self.online = QNetwork(obs_shape, num_actions, cfg.network).to(device)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.cfg.learning_rate,
+                                          eps=self.cfg.adam_eps)
+        self.updates = 0
+
+    def update(self, batch: Batch) -> UpdateResult:
+        b = _to_tensors(batch, self.device)
+        q = self.online(b.obs)
+        with torch.no_grad():
+            q_next_target = self.target(b.next_obs)
+            q_next_online = self.online(b.next_obs) if self.cfg.double_q else None
+            target = q_targets(b.reward, b.discount, q_next_online, q_next_target)
+        out = td_loss(q, b.action, target, b.weight, self.cfg.huber_delta)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.grad_clip_norm)
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % self.cfg.target_update_period_updates == 0:
+            self.target.load_state_dict(self.online.state_dict())
+        return UpdateResult(out.td_abs.cpu().numpy(), out.loss.item(), out.q_taken.mean().item())
+
+    def state_dict(self) -> dict:
+        return {"online": self.online.state_dict(), "target": self.target.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+
+
+def _to_tensors(batch: Batch, device: torch.device) -> Batch:
+    return Batch(*(torch.as_tensor(x).to(device, non_blocking=True) for x in batch))
+
+
+def epsilon_greedy(q_net: torch.nn.Module, obs: np.ndarray, eps: float | np.ndarray,
+                   rng: np.random.Generator, device: torch.device | None = None) -> np.ndarray:
+    """One batched forward pass for all envs; each env explores with its own eps."""
+    with torch.no_grad():
+        q = q_net(torch.as_tensor(obs, device=device))
+    greedy = q.argmax(dim=1).cpu().numpy()
+    n = len(obs)
+    explore = rng.random(n) < eps
+    return np.where(explore, rng.integers(0, q.shape[1], n), greedy)

@@ -1,0 +1,47 @@
+"""n-step returns over a window of replay records, vectorized over a batch.
+
+For a transition starting at record t, with rewards r, terminal flags d and episode-end
+flags e (e_k: record t+k+1 is an episode's `last` frame), the window stops after
+
+    m = min(n, 1 + min{k : d_k or e_k})        (the first k at which it stops)
+
+steps, and
+
+    return   = sum_{k<m} gamma^k r_k
+    discount = gamma^m * (1 - d_{m-1})          (0 when the game ended inside the window)
+    bootstrap state = s_{t+m}
+
+A truncated episode (the frame cap) ends the window with e_k but leaves d_k = 0, so its
+final frame is bootstrapped from with gamma^m; a terminal (d_k = 1) is never.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class NStep(NamedTuple):
+    ret: np.ndarray       # (B,) float32
+    discount: np.ndarray  # (B,) float32, 0 after a terminal
+    steps: np.ndarray     # (B,) int64: m, so the bootstrap state is t + m
+
+
+def nstep_returns(reward: np.ndarray, terminated: np.ndarray, ends_after: np.ndarray,
+                  gamma: float) -> NStep:
+    """`reward`, `terminated`, `ends_after`: (B, n) windows starting at each transition.
+
+    `ends_after[:, k]` is true when record t+k+1 is an episode's final frame.
+    """
+    batch, n = reward.shape
+    stop = terminated | ends_after
+    any_stop = stop.any(axis=1)
+    steps = np.where(any_stop, stop.argmax(axis=1) + 1, n)
+    k = np.arange(n)
+    inside = k[None, :] < steps[:, None]
+    powers = gamma ** k
+    ret = (reward * powers * inside).sum(axis=1)
+    done = terminated[np.arange(batch), steps - 1]
+    discount = np.where(done, 0.0, gamma ** steps)
+    return NStep(ret.astype(np.float32), discount.astype(np.float32), steps.astype(np.int64))

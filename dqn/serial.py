@@ -1,0 +1,188 @@
+"""The single-process trainer: env, replay, learner and evaluation in one loop.
+
+For tests, debugging and small tasks. The distributed trainer runs the same pieces
+(StepRecorder, FrameReplay, DQNLearner, evaluate) in Ray actors.
+
+    per vector step (num_envs env steps):
+        act eps-greedily -> step envs -> record frames into replay
+        after learning_starts: one update per update_every_env_steps env steps
+        every eval_every_env_steps: evaluate greedily, checkpoint
+
+Ctrl-C or SIGTERM stops after the current step and writes a final checkpoint; rerunning
+with the same run name resumes networks, optimizer, counters and RNGs (replay refills).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dqn.checkpoint import load_checkpoint, save_checkpoint
+from dqn.config import Config
+from dqn.envs import make_vector_env
+from dqn.errors import UserError
+from dqn.evaluation import evaluate
+from dqn.learning import DQNLearner, epsilon_greedy, resolve_device
+from dqn.metrics import MetricLogger
+from dqn.recorder import StepRecorder
+from dqn.replay import FrameReplay
+from dqn.schedules import linear
+
+
+class Evaluation(NamedTuple):
+    env_steps: int
+    mean_return: float
+    returns: list[float]
+
+
+class TrainResult(NamedTuple):
+    env_steps: int
+    updates: int
+    evaluations: list[Evaluation]
+    checkpoint: Path
+    learner: DQNLearner
+
+
+def frames_per_env_step(cfg: Config) -> int:
+    return cfg.env.frame_skip if cfg.env.is_atari else 1
+
+
+def train(cfg: Config, *, progress: bool = True) -> TrainResult:
+    run_dir = Path(cfg.run.out_dir) / cfg.run.name
+    ckpt_path = run_dir / "checkpoint.pt"
+    torch.manual_seed(cfg.run.seed)
+    rng = np.random.default_rng(cfg.run.seed)
+    device = resolve_device(cfg.run.device)
+    env = make_vector_env(cfg.env)
+    learner = DQNLearner(cfg, env.obs_shape, env.num_actions, device)
+    replay = FrameReplay(cfg.replay.capacity_transitions, env.num_envs, env.obs_shape[1:],
+                         env.obs_dtype, stack=env.obs_shape[0], n_step=cfg.agent.n_step,
+                         gamma=cfg.agent.gamma, prioritized=cfg.replay.prioritized,
+                         alpha=cfg.replay.priority_exponent, seed=cfg.run.seed)
+    env_steps, evaluations = 0, []
+    if ckpt_path.exists():
+        env_steps, evaluations = _resume(ckpt_path, cfg, learner, rng)
+        print(f"resuming run {cfg.run.name!r} at {env_steps:,} env steps")
+    learning_starts = env_steps + cfg.replay.learning_starts_env_steps
+    logger = MetricLogger(run_dir, cfg.to_dict(), name=cfg.run.name, group=cfg.env.id,
+                          resume=env_steps > 0)
+    recorder = StepRecorder(env.num_envs, cfg.env.clip_rewards, cfg.env.life_loss_terminal)
+    obs, lives = env.reset(seed=cfg.run.seed + env_steps)
+    recorder.start(obs, lives)
+    stop = _StopFlag()
+    scores: deque[float] = deque(maxlen=20)
+    credit, last_log, last_eval, result = 0.0, env_steps, env_steps, None
+    started, steps_at_start = time.time(), env_steps
+    bar = tqdm(total=cfg.run.total_env_steps, initial=env_steps, unit="step",
+               disable=not progress, dynamic_ncols=True)
+
+    def save() -> Path:
+        return save_checkpoint(ckpt_path, {
+            "config": cfg.to_dict(), "learner": learner.state_dict(), "env_steps": env_steps,
+            "evaluations": [e._asdict() for e in evaluations],
+            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+
+    try:
+        while env_steps < cfg.run.total_env_steps and not stop.requested:
+            eps = linear(cfg.explore.eps_start, cfg.explore.eps_end,
+                         cfg.explore.eps_decay_env_steps, env_steps)
+            actions = epsilon_greedy(learner.online, obs, eps, rng, device)
+            step = env.step(actions)
+            records, episodes = recorder.record(actions, step)
+            replay.add(records)
+            obs = step.obs
+            env_steps += env.num_envs
+            bar.update(env.num_envs)
+            scores.extend(e.score for e in episodes)
+            if env_steps >= learning_starts and len(replay) >= cfg.agent.batch_size:
+                credit += env.num_envs / cfg.agent.update_every_env_steps
+                beta = linear(cfg.replay.importance_exponent_start, 1.0,
+                              cfg.run.total_env_steps, env_steps)
+                while credit >= 1.0:
+                    batch = replay.sample(cfg.agent.batch_size, beta)
+                    result = learner.update(batch)
+                    replay.update_priorities(batch.index, result.td_abs)
+                    credit -= 1.0
+            if env_steps - last_log >= cfg.run.log_every_env_steps:
+                last_log = env_steps
+                sps = (env_steps - steps_at_start) / max(time.time() - started, 1e-9)
+                metrics = {"charts/SPS": sps, "charts/epsilon": eps, "replay/size": len(replay),
+                           "learner/updates": learner.updates, "charts/env_steps": env_steps}
+                if scores:
+                    metrics["charts/episodic_return"] = float(np.mean(scores))
+                if result is not None:
+                    metrics.update({"losses/td_loss": result.td_loss,
+                                    "losses/q_values": result.q_mean})
+                logger.log(env_steps * frames_per_env_step(cfg), metrics)
+                bar.set_postfix(ret=f"{np.mean(scores):.1f}" if scores else "-",
+                                sps=f"{sps:.0f}", upd=learner.updates)
+            if env_steps - last_eval >= cfg.run.eval_every_env_steps:
+                last_eval = env_steps
+                evaluations.append(_evaluate(cfg, learner, device, env_steps, logger))
+                save()
+                target = cfg.run.stop_at_eval_return
+                if target is not None and evaluations[-1].mean_return >= target:
+                    break
+    finally:
+        bar.close()
+        env.close()
+        stop.restore()
+        path = save()
+        logger.close()
+    return TrainResult(env_steps, learner.updates, evaluations, path, learner)
+
+
+def _evaluate(cfg: Config, learner: DQNLearner, device: torch.device, env_steps: int,
+              logger: MetricLogger) -> Evaluation:
+    episodes = evaluate(learner.online, cfg.env, cfg.run.eval_episodes, cfg.explore.eval_eps,
+                        seed=cfg.run.seed + 10_000 + env_steps, device=device)
+    returns = [e.score for e in episodes]
+    logger.log(env_steps * frames_per_env_step(cfg),
+               {"eval/mean_return": float(np.mean(returns)),
+                "eval/median_return": float(np.median(returns)),
+                "eval/mean_length": float(np.mean([e.env_steps for e in episodes]))})
+    tqdm.write(f"eval at {env_steps:,} env steps: mean return {np.mean(returns):.1f} over "
+               f"{len(returns)} episodes")
+    return Evaluation(env_steps, float(np.mean(returns)), returns)
+
+
+def _resume(path: Path, cfg: Config, learner: DQNLearner,
+            rng: np.random.Generator) -> tuple[int, list[Evaluation]]:
+    state = load_checkpoint(path)
+    if state["config"]["env"]["id"] != cfg.env.id:
+        raise UserError(f"run {cfg.run.name!r} was trained on {state['config']['env']['id']!r},"
+                        f" not {cfg.env.id!r}; pick another run.name")
+    try:
+        learner.load_state_dict(state["learner"])
+    except RuntimeError:
+        raise UserError(f"checkpoint {str(path)!r} holds a network of another shape than "
+                        f"this config builds") from None
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["env_steps"]), [Evaluation(**e) for e in state["evaluations"]]
+
+
+class _StopFlag:
+    """Turns SIGTERM into a request to stop after the current step (Ctrl-C too)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle)
+                              for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

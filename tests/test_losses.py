@@ -1,0 +1,46 @@
+"""Targets and losses against hand-computed tables."""
+
+import pytest
+import torch
+
+from dqn.losses import huber, q_targets, td_loss
+
+Q_NEXT_ONLINE = torch.tensor([[1.0, 5.0, 2.0], [3.0, 0.0, 1.0]])
+Q_NEXT_TARGET = torch.tensor([[4.0, 2.0, 3.0], [1.0, 6.0, 2.0]])
+
+
+@pytest.mark.parametrize("double,expected", [
+    # double: online picks a*=1 then 0 -> target values 2.0 and 1.0
+    (True, [1.0 + 0.5 * 2.0, 2.0 + 0.25 * 1.0]),
+    # plain: max of target net -> 4.0 and 6.0
+    (False, [1.0 + 0.5 * 4.0, 2.0 + 0.25 * 6.0]),
+])
+def test_q_targets(double, expected):
+    reward, discount = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.25])
+    target = q_targets(reward, discount, Q_NEXT_ONLINE if double else None, Q_NEXT_TARGET)
+    torch.testing.assert_close(target, torch.tensor(expected))
+
+
+def test_terminal_discount_zero_ignores_next_state():
+    target = q_targets(torch.tensor([3.0, -1.0]), torch.zeros(2), Q_NEXT_ONLINE, Q_NEXT_TARGET)
+    torch.testing.assert_close(target, torch.tensor([3.0, -1.0]))
+
+
+@pytest.mark.parametrize("x,delta,expected", [
+    (0.0, 1.0, 0.0), (0.5, 1.0, 0.125), (-1.0, 1.0, 0.5), (3.0, 1.0, 2.5), (-3.0, 2.0, 4.0),
+])
+def test_huber(x, delta, expected):
+    assert huber(torch.tensor(x), delta).item() == pytest.approx(expected)
+
+
+def test_td_loss_weights_and_priorities():
+    q = torch.tensor([[1.0, 2.0], [0.0, 4.0]], requires_grad=True)
+    out = td_loss(q, torch.tensor([1, 0]), torch.tensor([2.5, 3.0]), torch.tensor([1.0, 0.5]),
+                  delta=1.0)
+    # td = [0.5, 3.0]; huber = [0.125, 2.5]; weighted mean = (0.125 + 1.25) / 2
+    assert out.loss.item() == pytest.approx(0.6875)
+    torch.testing.assert_close(out.td_abs, torch.tensor([0.5, 3.0]))
+    torch.testing.assert_close(out.q_taken, torch.tensor([2.0, 0.0]))
+    out.loss.backward()
+    # d/dq of w*huber/2: -(0.5)/2 for sample 0 action 1; -0.5 * 1 (clipped) / 2 for sample 1
+    torch.testing.assert_close(q.grad, torch.tensor([[0.0, -0.25], [-0.25, 0.0]]))
