@@ -102,7 +102,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
             env_steps += env.num_envs
             bar.update(env.num_envs)
             scores.extend(e.score for e in episodes)
-            if env_steps >= learning_starts and len(replay) >= cfg.agent.batch_size:
+            if env_steps > learning_starts and len(replay) >= cfg.agent.batch_size:
                 credit += env.num_envs / cfg.agent.update_every_env_steps
                 beta = linear(cfg.replay.importance_exponent_start, 1.0,
                               cfg.run.total_env_steps, env_steps)

@@ -16,19 +16,33 @@ import sys
 from dqn.errors import UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (the full usage is one `--help` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="raydqn", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="raydqn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train a DQN (single process for now)")
     train.add_argument("--preset", default="laptop", help="a configs/ preset or a YAML path")
-    train.add_argument("overrides", nargs="*", metavar="section.key=value")
+    train.usage = "raydqn train [--preset NAME] [--no-progress] [section.key=value ...]"
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
     bench.add_argument("what", choices=("replay", "env"))
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
-    bench.add_argument("--game", default="pong")
+    bench.add_argument("--game", default="pong", help="ALE game for `bench env`")
+    bench.add_argument("--envs", type=int, default=16, help="envs in the vector env for `bench env`")
     sub.add_parser("presets", help="list the presets in configs/")
-    args = parser.parse_args(argv)
+    # Overrides (section.key=value) may sit anywhere among the options.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if args.command != "train" or "=" not in a or a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [a for a in extra if a not in unknown]
     try:
         return _run(args)
     except UserError as err:
@@ -55,8 +69,10 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.seconds <= 0:
             raise UserError(f"--seconds {args.seconds} must be positive")
+        if args.envs < 1:
+            raise UserError(f"--envs {args.envs} must be at least 1")
         report = (bench.bench_replay(args.seconds) if args.what == "replay"
-                  else bench.bench_env(args.game, args.seconds))
+                  else bench.bench_env(args.game, args.seconds, args.envs))
         print(json.dumps(report, indent=2))
     return 0
 

@@ -1,0 +1,105 @@
+"""Smoke tests of each entry point, resume, W&B offline, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from learner.cli import main
+
+TINY_CARTPOLE = ["run.total_env_steps=2000", "replay.learning_starts_env_steps=500",
+                 "run.eval_every_env_steps=1000", "run.eval_episodes=2",
+                 "run.log_every_env_steps=500"]
+
+
+def test_train_cartpole_then_resume_with_the_same_run_name(run_dir, capsys):
+    args = ["train", "--preset", "cartpole", "--no-progress", f"run.out_dir={run_dir}",
+            "run.name=resume-me"]
+    assert main(args + TINY_CARTPOLE) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # one update per 2 env steps after 500 env steps of warm-up
+    assert first["env_steps"] == 2000 and first["learner_updates"] == (2000 - 500) // 2
+    ckpt = torch.load(first["checkpoint"], weights_only=False)
+    assert ckpt["env_steps"] == 2000
+    more = [a.replace("2000", "3000") if a.startswith("run.total") else a for a in TINY_CARTPOLE]
+    assert main(args + more) == 0
+    out = capsys.readouterr().out
+    assert "resuming run 'resume-me' at 2,000 env steps" in out
+    second = json.loads(out.strip().splitlines()[-1])
+    assert second["env_steps"] == 3000
+    # the learner's counter carried on; replay refilled for 500 env steps first
+    assert second["learner_updates"] == first["learner_updates"] + (3000 - 2000 - 500) // 2
+    lines = (run_dir / "resume-me" / "metrics.jsonl").read_text().splitlines()
+    assert any("losses/td_loss" in json.loads(line) for line in lines)
+
+
+def test_pong_runs_end_to_end_through_the_cnn(run_dir, capsys):
+    args = ["train", "--preset", "laptop", "--no-progress", f"run.out_dir={run_dir}",
+            "run.name=pong-smoke", "env.num_envs=4", "run.total_env_steps=3000",
+            "replay.learning_starts_env_steps=1000", "replay.capacity_transitions=20000",
+            "replay.prioritized=true", "network.dueling=true",
+            "run.eval_every_env_steps=3000", "run.eval_episodes=1",
+            "run.log_every_env_steps=1000"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["learner_updates"] == (3000 - 1000) // 4
+    assert len(result["evaluations"]) == 1 and -21 <= result["evaluations"][0] <= 21
+    rows = [json.loads(x) for x in (run_dir / "pong-smoke" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["global/env_frames"] == 3000 * 4
+    state = torch.load(result["checkpoint"], weights_only=False)
+    assert state["learner"]["online"]["torso.0.weight"].shape == (32, 4, 8, 8)
+
+
+def test_wandb_offline_run_is_written(run_dir, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["train", "--preset", "cartpole", "--no-progress", f"run.out_dir={run_dir}",
+            "run.name=wb", *TINY_CARTPOLE]
+    assert main(args) == 0
+    runs = list((run_dir / "wb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "learner.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["train", "replay.capacity_transitions=abc"], "replay.capacity_transitions = 'abc'"),
+    (["train", "env.id=pongg"], "did you mean 'pong'"),
+    (["train", "--preset", "nope"], "preset 'nope' not found"),
+    (["bench", "env", "--game", "tetris_2000"], "env.id = 'tetris_2000'"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, fragment):
+    proc = _cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert fragment in proc.stderr
+
+
+def test_corrupt_checkpoint_is_reported_and_left_untouched(run_dir):
+    ckpt = run_dir / "broken" / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    proc = _cli("train", "--preset", "cartpole", f"run.out_dir={run_dir}", "run.name=broken")
+    assert proc.returncode == 2 and "is unreadable or corrupt" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert ckpt.read_bytes() == b"not a checkpoint"
+
+
+def test_resuming_a_run_of_another_game_is_refused(run_dir, capsys):
+    base = ["train", "--no-progress", f"run.out_dir={run_dir}", "run.name=mixed"]
+    assert main([*base, "--preset", "cartpole", *TINY_CARTPOLE[:2]]) == 0
+    assert main([*base, "--preset", "cartpole", "env.id=Acrobot-v1"]) == 2
+    assert "was trained on 'CartPole-v1', not 'Acrobot-v1'" in capsys.readouterr().err
+
+
+def test_bench_replay_prints_json_with_ratios():
+    proc = _cli("bench", "replay", "--seconds", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["bytes_per_transition_1M"] <= 7300
+    assert 0 < report["uniform_batch32_ratio_to_bare_gather"]
+    assert report["prioritized_batch512_batches_per_s"] > 0
