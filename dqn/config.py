@@ -96,6 +96,11 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class ExploreConfig:
+    schedule: str = opt("linear", "linear: one eps decayed over env steps (Nature); apex: "
+                        "a fixed eps_i per env across all collectors (Ape-X)",
+                        choices=("linear", "apex"))
+    apex_base_eps: float = opt(0.4, "Ape-X eps_i = base^(1 + alpha i / (N - 1))", lo=0.0, hi=1.0)
+    apex_alpha: float = opt(7.0, "Ape-X exponent spread", lo=0.0)
     eps_start: float = opt(1.0, "epsilon at the first env step", lo=0.0, hi=1.0)
     eps_end: float = opt(0.01, "epsilon after the decay", lo=0.0, hi=1.0)
     eps_decay_env_steps: int = opt(250_000, "env steps of the linear decay (1M frames)", lo=1)
@@ -116,6 +121,32 @@ class RunConfig:
     stop_at_eval_return: float | None = opt(None, "stop once an evaluation's mean return "
                                             "reaches this; null trains to the end")
     log_every_env_steps: int = opt(10_000, "env steps between metric lines", lo=1)
+    checkpoint_every_env_steps: int = opt(250_000, "env steps between checkpoints of the "
+                                          "distributed trainer", lo=1)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = opt(None, "cluster to join ('auto' or host:port); null starts an "
+                              "embedded local Ray unless RAY_ADDRESS is set")
+    num_collectors: int = opt(2, "collector actors, each stepping env.num_envs envs", lo=1)
+    num_replay_shards: int = opt(1, "replay actors; capacity is split evenly", lo=1)
+    chunk_env_steps: int = opt(32, "vector steps per collector call; each sends "
+                               "env.num_envs x this frames to its shard", lo=1)
+    publish_every_updates: int = opt(100, "learner updates between weight publications",
+                                     lo=1)
+    prefetch_batches: int = opt(4, "sampled batches the learner keeps ready", lo=1)
+    rate_limit: bool = opt(True, "hold sampling to agent.batch_size / "
+                           "agent.update_every_env_steps per inserted transition, blocking "
+                           "whichever side runs ahead")
+    collector_cpus: float = opt(0.5, "CPUs reserved per collector", lo=0.0)
+    replay_cpus: float = opt(0.0, "CPUs reserved per replay shard (mostly memory)", lo=0.0)
+    learner_cpus: float = opt(1.0, "CPUs reserved for the learner (its torch threads)",
+                              lo=0.0)
+    learner_gpus: float | None = opt(None, "GPUs for the learner; null takes 1 when the "
+                                     "cluster has one", lo=0.0)
+    learner_resource: str | None = opt(None, "a custom node resource the learner needs, to "
+                                       "pin it to nodes started with --resources")
 
 
 @dataclass(frozen=True)
@@ -126,6 +157,7 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -57,6 +57,20 @@ class MetricLogger:
             except Exception as err:
                 self._warn(err)
 
+    def log_checkpoint(self, path: Path, env_frames: int) -> None:
+        """The checkpoint file as a W&B model artifact (a new version each time)."""
+        if self._wandb is None:
+            return
+        try:
+            import wandb
+
+            artifact = wandb.Artifact(f"{self._wandb.name}-checkpoint", type="model",
+                                      metadata={STEP_KEY: env_frames})
+            artifact.add_file(str(path))
+            self._wandb.log_artifact(artifact)
+        except Exception as err:
+            self._warn(err)
+
     def close(self) -> None:
         self._file.close()
         if self._wandb is not None:

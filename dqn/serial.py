@@ -14,8 +14,6 @@ with the same run name resumes networks, optimizer, counters and RNGs (replay re
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -35,6 +33,7 @@ from dqn.metrics import MetricLogger
 from dqn.recorder import StepRecorder
 from dqn.replay import FrameReplay
 from dqn.schedules import linear
+from dqn.stopping import StopFlag
 
 
 class Evaluation(NamedTuple):
@@ -77,7 +76,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
     recorder = StepRecorder(env.num_envs, cfg.env.clip_rewards, cfg.env.life_loss_terminal)
     obs, lives = env.reset(seed=cfg.run.seed + env_steps)
     recorder.start(obs, lives)
-    stop = _StopFlag()
+    stop = StopFlag()
     scores: deque[float] = deque(maxlen=20)
     credit, last_log, last_eval, result = 0.0, env_steps, env_steps, None
     started, steps_at_start = time.time(), env_steps
@@ -168,21 +167,3 @@ def _resume(path: Path, cfg: Config, learner: DQNLearner,
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     return int(state["env_steps"]), [Evaluation(**e) for e in state["evaluations"]]
-
-
-class _StopFlag:
-    """Turns SIGTERM into a request to stop after the current step (Ctrl-C too)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle)
-                              for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.requested = True
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)

@@ -1,6 +1,6 @@
 """The `raydqn` command: one entry point, one subcommand per job.
 
-    raydqn train [--preset NAME] [section.key=value ...]
+    raydqn train [--preset NAME] [--serial] [--address ADDR] [section.key=value ...]
     raydqn bench replay|env [--seconds S]
     raydqn presets
 
@@ -27,10 +27,15 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="raydqn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train = sub.add_parser("train", help="train a DQN (single process for now)")
+    train = sub.add_parser("train", help="train a DQN on Ray (collectors, replay shards, "
+                           "a learner)")
     train.add_argument("--preset", default="laptop", help="a configs/ preset or a YAML path")
-    train.usage = "raydqn train [--preset NAME] [--no-progress] [section.key=value ...]"
+    train.usage = ("raydqn train [--preset NAME] [--serial] [--address ADDR] [--no-progress] "
+                   "[section.key=value ...]")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--serial", action="store_true",
+                       help="run env, replay and learner in this one process (no Ray)")
+    train.add_argument("--address", help="Ray cluster to join, e.g. auto (sets ray.address)")
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
     bench.add_argument("what", choices=("replay", "env"))
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
@@ -57,13 +62,24 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(preset_names()))
     elif args.command == "train":
         from dqn.config import load_config
-        from dqn.serial import train
 
-        cfg = load_config(args.preset, args.overrides)
-        result = train(cfg, progress=not args.no_progress)
-        print(json.dumps({"env_steps": result.env_steps, "learner_updates": result.updates,
-                          "evaluations": [e.mean_return for e in result.evaluations],
-                          "checkpoint": str(result.checkpoint)}))
+        overrides = args.overrides + ([f"ray.address={args.address}"] if args.address else [])
+        cfg = load_config(args.preset, overrides)
+        if args.serial:
+            from dqn.serial import train
+
+            result = train(cfg, progress=not args.no_progress)
+            print(json.dumps({"env_steps": result.env_steps, "learner_updates": result.updates,
+                              "evaluations": [e.mean_return for e in result.evaluations],
+                              "checkpoint": str(result.checkpoint)}))
+        else:
+            from learner.driver import train_distributed
+
+            dist = train_distributed(cfg, progress=not args.no_progress)
+            print(json.dumps({"env_steps": dist.env_steps, "learner_updates": dist.updates,
+                              "weights_version": dist.weights_version,
+                              "collector_restarts": dist.collector_restarts,
+                              "checkpoint": str(dist.checkpoint)}))
     elif args.command == "bench":
         from dqn import bench
 

@@ -15,7 +15,7 @@ TINY_CARTPOLE = ["run.total_env_steps=2000", "replay.learning_starts_env_steps=5
 
 
 def test_train_cartpole_then_resume_with_the_same_run_name(run_dir, capsys):
-    args = ["train", "--preset", "cartpole", "--no-progress", f"run.out_dir={run_dir}",
+    args = ["train", "--preset", "cartpole", "--no-progress", "--serial", f"run.out_dir={run_dir}",
             "run.name=resume-me"]
     assert main(args + TINY_CARTPOLE) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -36,7 +36,7 @@ def test_train_cartpole_then_resume_with_the_same_run_name(run_dir, capsys):
 
 
 def test_pong_runs_end_to_end_through_the_cnn(run_dir, capsys):
-    args = ["train", "--preset", "laptop", "--no-progress", f"run.out_dir={run_dir}",
+    args = ["train", "--preset", "laptop", "--no-progress", "--serial", f"run.out_dir={run_dir}",
             "run.name=pong-smoke", "env.num_envs=4", "run.total_env_steps=3000",
             "replay.learning_starts_env_steps=1000", "replay.capacity_transitions=20000",
             "replay.prioritized=true", "network.dueling=true",
@@ -54,7 +54,7 @@ def test_pong_runs_end_to_end_through_the_cnn(run_dir, capsys):
 
 def test_wandb_offline_run_is_written(run_dir, monkeypatch, capsys):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    args = ["train", "--preset", "cartpole", "--no-progress", f"run.out_dir={run_dir}",
+    args = ["train", "--preset", "cartpole", "--no-progress", "--serial", f"run.out_dir={run_dir}",
             "run.name=wb", *TINY_CARTPOLE]
     assert main(args) == 0
     runs = list((run_dir / "wb" / "wandb").glob("offline-run-*/run-*.wandb"))
@@ -83,14 +83,15 @@ def test_corrupt_checkpoint_is_reported_and_left_untouched(run_dir):
     ckpt = run_dir / "broken" / "checkpoint.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"not a checkpoint")
-    proc = _cli("train", "--preset", "cartpole", f"run.out_dir={run_dir}", "run.name=broken")
+    proc = _cli("train", "--serial", "--preset", "cartpole", f"run.out_dir={run_dir}",
+                "run.name=broken")
     assert proc.returncode == 2 and "is unreadable or corrupt" in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert ckpt.read_bytes() == b"not a checkpoint"
 
 
 def test_resuming_a_run_of_another_game_is_refused(run_dir, capsys):
-    base = ["train", "--no-progress", f"run.out_dir={run_dir}", "run.name=mixed"]
+    base = ["train", "--no-progress", "--serial", f"run.out_dir={run_dir}", "run.name=mixed"]
     assert main([*base, "--preset", "cartpole", *TINY_CARTPOLE[:2]]) == 0
     assert main([*base, "--preset", "cartpole", "env.id=Acrobot-v1"]) == 2
     assert "was trained on 'CartPole-v1', not 'Acrobot-v1'" in capsys.readouterr().err

@@ -41,3 +41,48 @@ def test_cases_batched_together_give_the_same_answers():
     np.testing.assert_allclose(out.ret, [c[4] for c in rows], rtol=1e-6)
     np.testing.assert_allclose(out.discount, [c[5] for c in rows], rtol=1e-6)
     np.testing.assert_array_equal(out.steps, [c[6] for c in rows])
+
+
+def _loop_priorities(reward, terminated, first, last, action, q, gamma, n):
+    """One record at a time, the way the maths reads."""
+    steps, width = reward.shape
+    out = np.full((steps, width), np.nan)
+    for e in range(width):
+        for t in range(steps):
+            if last[t, e]:
+                continue
+            ret, m, done = 0.0, None, False
+            for k in range(n):
+                if t + k + 1 >= steps:
+                    break
+                ret += gamma ** k * reward[t + k, e]
+                if terminated[t + k, e] or last[t + k + 1, e]:
+                    m, done = k + 1, bool(terminated[t + k, e])
+                    break
+            else:
+                m = n
+            if m is None or t + m >= steps or first[t + 1:t + m + 1, e].any():
+                continue
+            boot = 0.0 if done else gamma ** m * q[t + m, e].max()
+            out[t, e] = abs(ret + boot - q[t, e, action[t, e]])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_chunk_priorities_match_a_plain_loop(seed):
+    from dqn.nstep import chunk_priorities
+
+    rng = np.random.default_rng(seed)
+    steps, width, actions, n = 40, 3, 4, 3
+    terminated = rng.random((steps, width)) < 0.08
+    last = np.roll(terminated, 1, axis=0) | (rng.random((steps, width)) < 0.03)
+    last[0] = False
+    first = np.roll(last, 1, axis=0) | (rng.random((steps, width)) < 0.02)
+    reward = rng.integers(-1, 2, (steps, width)).astype(np.float32)
+    action = rng.integers(0, actions, (steps, width))
+    q = rng.normal(size=(steps, width, actions)).astype(np.float32)
+    got = chunk_priorities(reward, terminated, first, last, action, q, 0.9, n)
+    want = _loop_priorities(reward, terminated, first, last, action, q, 0.9, n)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=1e-5, atol=1e-5)
+    assert (~np.isnan(got)).sum() > steps  # the table is not all NaN

@@ -1,0 +1,65 @@
+"""A replay shard: a FrameReplay behind a Ray actor, with the replay-ratio limiter.
+
+The actor is threaded (several calls at once) so that a blocked `sample` or `add` waits
+on a condition variable — never spinning — while other calls go through; one lock
+serializes access to the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numpy as np
+import ray
+
+from dqn.rate_limiter import RateLimiter
+from dqn.recorder import Records
+from dqn.replay import Batch, FrameReplay
+
+
+class ShardStats(NamedTuple):
+    size: int
+    capacity: int
+    inserted: int
+    sampled: int
+
+
+@ray.remote
+class ReplayShard:
+    def __init__(self, store_kwargs: dict, limiter: RateLimiter, timeout_s: float = 1.0):
+        self.store = FrameReplay(**store_kwargs)
+        self.limiter = limiter
+        self.timeout_s = timeout_s
+        self.cond = threading.Condition()
+
+    def add(self, records: Records, streams: np.ndarray,
+            priorities: np.ndarray | None = None) -> int:
+        """Insert a chunk, first waiting while collectors run ahead of the learner."""
+        n = records.action.size
+        with self.cond:
+            self.cond.wait_for(lambda: self.limiter.can_insert(n))
+            self.store.add(records, streams, priorities)
+            self.limiter.insert(n)
+            self.cond.notify_all()
+            return len(self.store)
+
+    def sample(self, batch_size: int, beta: float) -> Batch | None:
+        """A batch, or None when the limiter held sampling back for timeout_s."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.limiter.can_sample(batch_size)
+                                      and len(self.store) > 0, timeout=self.timeout_s):
+                return None
+            batch = self.store.sample(batch_size, beta)
+            self.limiter.sample(batch_size)
+            self.cond.notify_all()
+            return batch
+
+    def update_priorities(self, index: np.ndarray, td_abs: np.ndarray) -> None:
+        with self.cond:
+            self.store.update_priorities(index, td_abs)
+
+    def stats(self) -> ShardStats:
+        with self.cond:
+            return ShardStats(len(self.store), self.store.capacity, self.limiter.inserted,
+                              self.limiter.sampled)

@@ -1,0 +1,337 @@
+"""The distributed trainer's driver: starts the actors, feeds them work, watches them.
+
+    collectors ──chunks of frames──► replay shards ──batches──► learner
+        ▲                                                          │
+        └──────────── newest weights (one object ref, versioned) ◄─┘
+
+The driver keeps one `collect` call in flight per collector and one `train` call on
+the learner, and reacts to whichever finishes first: counting env steps and episodes,
+handing the newest weights to collectors that lack them, logging, checkpointing. A
+collector that dies is restarted by Ray (max_restarts=-1); the driver notices, logs it
+and resends the weights before the new collector acts. The learner never stops for it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import ray
+from tqdm import tqdm
+
+from actors.collector import Collector, CollectReport
+from actors.replay_shard import ReplayShard
+from dqn.checkpoint import load_checkpoint, save_checkpoint
+from dqn.config import Config
+from dqn.envs import make_vector_env
+from dqn.errors import UserError
+from dqn.metrics import MetricLogger
+from dqn.rate_limiter import RateLimiter
+from dqn.schedules import apex_epsilons, linear
+from dqn.stopping import StopFlag
+from learner.learner_actor import LearnerActor, LearnerReport
+
+
+class DistributedResult(NamedTuple):
+    env_steps: int
+    updates: int
+    weights_version: int
+    collector_restarts: int
+    checkpoint: Path
+
+
+def frames_per_env_step(cfg: Config) -> int:
+    return cfg.env.frame_skip if cfg.env.is_atari else 1
+
+
+def init_ray(cfg: Config) -> bool:
+    """Join the configured cluster (or RAY_ADDRESS), else start an embedded local Ray.
+
+    Returns whether this process started Ray (and so should shut it down)."""
+    if ray.is_initialized():
+        return False
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    return True
+
+
+class DistributedTrainer:
+    def __init__(self, cfg: Config, *, progress: bool = True):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run.out_dir) / cfg.run.name
+        self.ckpt_path = self.run_dir / "checkpoint.pt"
+        state = self._load_state()           # bad checkpoints fail before Ray starts
+        self.owns_ray = init_ray(cfg)
+        self._check_resources()
+        probe = make_vector_env(cfg.env, num_envs=1)
+        obs_shape, num_actions, obs_dtype = probe.obs_shape, probe.num_actions, probe.obs_dtype
+        probe.close()
+        self.env_steps = int(state["env_steps"]) if state else 0
+        self.restarts = int(state.get("collector_restarts", 0)) if state else 0
+        self.shards = self._start_shards(obs_shape, obs_dtype)
+        gpus = cfg.ray.learner_gpus
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        resources = {cfg.ray.learner_resource: 1} if cfg.ray.learner_resource else None
+        self.learner = LearnerActor.options(
+            num_cpus=cfg.ray.learner_cpus, num_gpus=gpus, resources=resources,
+        ).remote(cfg, self.shards, obs_shape, num_actions, state["learner"] if state else None)
+        self.collectors = [self._start_collector(i) for i in range(cfg.ray.num_collectors)]
+        self.collector_version = [-1] * cfg.ray.num_collectors
+        self.retry_at: dict[int, float] = {}    # dead collectors, relaunched after a pause
+        self.down: set[int] = set()
+        self.weights_version, self.weights = ray.get(self.learner.latest_weights.remote())
+        self.updates = int(state["learner"]["updates"]) if state else 0
+        self.pending: dict[ray.ObjectRef, int | None] = {}   # None marks the learner's call
+        self.scores: deque[float] = deque(maxlen=50)
+        self.lengths: deque[int] = deque(maxlen=50)
+        self.episodes = int(state.get("episodes", 0)) if state else 0
+        self.last_report: LearnerReport | None = None
+        self.logger = MetricLogger(self.run_dir, cfg.to_dict(), name=cfg.run.name,
+                                   group=cfg.env.id, resume=state is not None)
+        self.bar = tqdm(total=cfg.run.total_env_steps, initial=self.env_steps, unit="step",
+                        disable=not progress, dynamic_ncols=True)
+        self._rates = _Rates(self.env_steps, self.updates)
+        self._last_log = self._last_ckpt = self.env_steps
+        if state:
+            tqdm.write(f"resuming run {cfg.run.name!r} at {self.env_steps:,} env steps, "
+                       f"{self.updates:,} learner updates")
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def _load_state(self) -> dict | None:
+        if not self.ckpt_path.exists():
+            return None
+        state = load_checkpoint(self.ckpt_path)
+        trained_on = state["config"]["env"]["id"]
+        if trained_on != self.cfg.env.id:
+            raise UserError(f"run {self.cfg.run.name!r} was trained on {trained_on!r}, not "
+                            f"{self.cfg.env.id!r}; pick another run.name")
+        if "collector_restarts" not in state:
+            raise UserError(f"checkpoint {str(self.ckpt_path)!r} was written by the "
+                            f"single-process trainer; pick another run.name")
+        return state
+
+    def _check_resources(self) -> None:
+        r = self.cfg.ray
+        wanted = r.learner_cpus + r.num_collectors * r.collector_cpus + \
+            r.num_replay_shards * r.replay_cpus
+        have = ray.cluster_resources().get("CPU", 0)
+        if wanted > have:
+            raise UserError(f"the actors ask for {wanted:g} CPUs (ray.learner_cpus + "
+                            f"ray.num_collectors x ray.collector_cpus + shards x "
+                            f"ray.replay_cpus) but the cluster has {have:g}")
+
+    def _collectors_of(self, shard: int) -> list[int]:
+        return list(range(shard, self.cfg.ray.num_collectors, self.cfg.ray.num_replay_shards))
+
+    def _start_shards(self, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> list:
+        cfg, r = self.cfg, self.cfg.ray
+        spi = cfg.agent.batch_size / cfg.agent.update_every_env_steps
+        shards = []
+        for s in range(r.num_replay_shards):
+            writers = len(self._collectors_of(s))
+            chunk = r.chunk_env_steps * cfg.env.num_envs
+            streams = max(writers, 1) * cfg.env.num_envs
+            capacity = cfg.replay.capacity_transitions // r.num_replay_shards
+            if capacity // streams < 2 * (r.chunk_env_steps + cfg.env.frame_stack
+                                          + cfg.agent.n_step):
+                raise UserError(f"config replay.capacity_transitions = "
+                                f"{cfg.replay.capacity_transitions} leaves "
+                                f"{capacity // streams} records per env stream; each needs "
+                                f"at least 2 x (ray.chunk_env_steps + stack + n_step)")
+            limiter = RateLimiter(
+                samples_per_insert=spi,
+                min_inserts=math.ceil(cfg.replay.learning_starts_env_steps / r.num_replay_shards),
+                error_buffer=max(writers * chunk * spi, 2 * cfg.agent.batch_size * r.prefetch_batches),
+                enabled=r.rate_limit)
+            store = dict(capacity=capacity, num_streams=streams, frame_shape=obs_shape[1:],
+                         frame_dtype=obs_dtype, stack=obs_shape[0], n_step=cfg.agent.n_step,
+                         gamma=cfg.agent.gamma, prioritized=cfg.replay.prioritized,
+                         alpha=cfg.replay.priority_exponent, seed=cfg.run.seed + 7919 * s)
+            shards.append(ReplayShard.options(num_cpus=r.replay_cpus,
+                                              max_concurrency=4 + 2 * writers).remote(store,
+                                                                                     limiter))
+        return shards
+
+    def _start_collector(self, i: int):
+        cfg, r = self.cfg, self.cfg.ray
+        envs = cfg.env.num_envs
+        shard = i % r.num_replay_shards
+        slot = self._collectors_of(shard).index(i)
+        streams = np.arange(slot * envs, (slot + 1) * envs)
+        epsilons = None
+        if cfg.explore.schedule == "apex":
+            epsilons = apex_epsilons(r.num_collectors * envs, cfg.explore.apex_base_eps,
+                                     cfg.explore.apex_alpha)[i * envs:(i + 1) * envs]
+        seed = cfg.run.seed + 1000 * i + self.env_steps
+        return Collector.options(num_cpus=r.collector_cpus, max_restarts=-1,
+                                 scheduling_strategy="SPREAD").remote(
+            cfg, i, self.shards[shard], streams, epsilons, seed)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> DistributedResult:
+        stop = StopFlag()
+        try:
+            while self.env_steps < self.cfg.run.total_env_steps and not stop.requested:
+                self.step()
+        finally:
+            stop.restore()
+            self.close()
+        return DistributedResult(self.env_steps, self.updates, self.weights_version,
+                                 self.restarts, self.ckpt_path)
+
+    def step(self, timeout_s: float = 1.0) -> None:
+        """Wait for the next finished call, handle it and put its actor back to work."""
+        if not self.pending:
+            self._launch_learner()
+            for i in range(len(self.collectors)):
+                self._launch_collector(i)
+        for i, when in list(self.retry_at.items()):
+            if time.monotonic() >= when:
+                del self.retry_at[i]
+                self._launch_collector(i)
+        ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=timeout_s)
+        for ref in ready:
+            owner = self.pending.pop(ref)
+            if owner is None:
+                self._on_learner(ray.get(ref))
+                self._launch_learner()
+            elif self._on_collector(owner, ref):
+                self._launch_collector(owner)
+            else:
+                self.retry_at[owner] = time.monotonic() + 0.5
+        self._maybe_log()
+        if self.env_steps - self._last_ckpt >= self.cfg.run.checkpoint_every_env_steps:
+            self._last_ckpt = self.env_steps
+            self.save()
+
+    def _launch_learner(self) -> None:
+        beta = linear(self.cfg.replay.importance_exponent_start, 1.0,
+                      self.cfg.run.total_env_steps, self.env_steps)
+        ref = self.learner.train.remote(self.cfg.ray.publish_every_updates, beta)
+        self.pending[ref] = None
+
+    def _launch_collector(self, i: int) -> None:
+        stale = self.collector_version[i] < self.weights_version
+        ref = self.collectors[i].collect.remote(self.weights if stale else None,
+                                                self.weights_version, self.env_steps)
+        self.pending[ref] = i
+
+    def _on_learner(self, report: LearnerReport) -> None:
+        self.last_report = report
+        self.updates = report.updates
+        if report.weights_version != self.weights_version:
+            self.weights_version, self.weights = report.weights_version, report.weights
+
+    def _on_collector(self, i: int, ref: ray.ObjectRef) -> bool:
+        """Count a finished chunk; False when the collector is dead or restarting."""
+        try:
+            report: CollectReport = ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            if i not in self.down:        # calls made while it restarts fail too
+                self.down.add(i)
+                self.restarts += 1
+                tqdm.write(f"collector {i} died ({type(err).__name__}); Ray restarts it and "
+                           f"it resyncs weights (restart {self.restarts})")
+                self.logger.log(self._frames(), {"actors/restarts": self.restarts})
+            self.collector_version[i] = -1     # the restarted actor must be sent weights
+            return False
+        self.down.discard(i)
+        self.collector_version[i] = report.weights_version
+        self.env_steps += report.env_steps
+        self.bar.update(report.env_steps)
+        for episode in report.episodes:
+            self.scores.append(episode.score)
+            self.lengths.append(episode.env_steps)
+        self.episodes += len(report.episodes)
+        return True
+
+    def _frames(self) -> int:
+        return self.env_steps * frames_per_env_step(self.cfg)
+
+    def _maybe_log(self) -> None:
+        if self.env_steps - self._last_log < self.cfg.run.log_every_env_steps:
+            return
+        self._last_log = self.env_steps
+        sps, ups = self._rates.update(self.env_steps, self.updates)
+        stats = ray.get([s.stats.remote() for s in self.shards])
+        size = sum(s.size for s in stats)
+        fill = size / max(sum(s.capacity for s in stats), 1)
+        metrics = {"charts/SPS": sps, "charts/env_steps": self.env_steps,
+                   "charts/frames_per_s": sps * frames_per_env_step(self.cfg),
+                   "learner/updates": self.updates, "learner/updates_per_s": ups,
+                   "replay/size": size, "replay/fill": fill,
+                   "replay/inserted": sum(s.inserted for s in stats),
+                   "replay/sampled": sum(s.sampled for s in stats),
+                   "actors/restarts": self.restarts, "actors/episodes": self.episodes,
+                   "actors/weights_version_min": min(self.collector_version),
+                   "learner/weights_version": self.weights_version}
+        if self.scores:
+            metrics["charts/episodic_return"] = float(np.mean(self.scores))
+            metrics["charts/episodic_length"] = float(np.mean(self.lengths))
+        report = self.last_report
+        if report is not None and report.td_loss is not None:
+            metrics.update({"losses/td_loss": report.td_loss, "losses/q_values": report.q_mean,
+                            "learner/wait_fraction": report.wait_fraction})
+        self.logger.log(self._frames(), metrics)
+        self.bar.set_postfix(fps=f"{metrics['charts/frames_per_s']:.0f}", ups=f"{ups:.1f}",
+                             ret=f"{np.mean(self.scores):.1f}" if self.scores else "-",
+                             fill=f"{fill:.0%}")
+
+    # -- checkpoints and shutdown ----------------------------------------------------
+
+    def save(self) -> Path:
+        learner_state = ray.get(self.learner.state.remote())
+        path = save_checkpoint(self.ckpt_path, {
+            "config": self.cfg.to_dict(), "learner": learner_state, "env_steps": self.env_steps,
+            "episodes": self.episodes, "collector_restarts": self.restarts})
+        self.logger.log_checkpoint(path, self._frames())
+        return path
+
+    def close(self) -> None:
+        # Take the learner's last report so counters match the checkpoint; collectors'
+        # unfinished chunks are dropped from the counts (their frames are in replay).
+        for ref, owner in list(self.pending.items()):
+            if owner is None:
+                self._on_learner(ray.get(ref))
+        self.pending.clear()
+        try:
+            self.save()
+        finally:
+            self.bar.close()
+            self.logger.close()
+            ray.get(self.learner.stop.remote())
+            # On a shared cluster the actors would outlive this driver and keep their CPUs.
+            for actor in [*self.collectors, self.learner, *self.shards]:
+                ray.kill(actor)
+            if self.owns_ray:
+                ray.shutdown()
+
+
+class _Rates:
+    """Env steps/s and updates/s since the previous call."""
+
+    def __init__(self, env_steps: int, updates: int):
+        self.t, self.env_steps, self.updates = time.perf_counter(), env_steps, updates
+
+    def update(self, env_steps: int, updates: int) -> tuple[float, float]:
+        now = time.perf_counter()
+        dt = max(now - self.t, 1e-9)
+        rates = (env_steps - self.env_steps) / dt, (updates - self.updates) / dt
+        self.t, self.env_steps, self.updates = now, env_steps, updates
+        return rates
+
+
+def train_distributed(cfg: Config, progress: bool = True) -> DistributedResult:
+    trainer = DistributedTrainer(cfg, progress=progress)
+    return trainer.run()

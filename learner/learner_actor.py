@@ -1,0 +1,124 @@
+"""The learner actor: DQNLearner fed by replay shards, on a GPU when there is one.
+
+A background thread keeps `prefetch_batches` sampled batches ready, already on the
+learner's device, so the update loop never waits on replay when replay keeps up.
+Priority updates go back to the shard the batch came from without waiting for an
+answer; weights are published every `publish_every_updates` as one object ref
+(CPU tensors) with a version number.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import NamedTuple
+
+import ray
+import torch
+
+from dqn.config import Config
+from dqn.learning import DQNLearner, resolve_device
+from dqn.replay import Batch
+
+
+class LearnerReport(NamedTuple):
+    updates: int                 # total learner updates so far
+    td_loss: float | None        # mean over this call's updates
+    q_mean: float | None
+    weights_version: int
+    weights: ray.ObjectRef       # the latest published weights
+    wait_fraction: float         # share of this call spent waiting for batches
+    device: str
+
+
+@ray.remote
+class LearnerActor:
+    def __init__(self, cfg: Config, shards: list, obs_shape: tuple[int, ...],
+                 num_actions: int, state: dict | None = None):
+        torch.set_num_threads(max(1, int(cfg.ray.learner_cpus)))
+        self.cfg, self.shards = cfg, shards
+        self.device = resolve_device(cfg.run.device)
+        self.core = DQNLearner(cfg, obs_shape, num_actions, self.device)
+        if state is not None:
+            self.core.load_state_dict(state)
+        self.beta = cfg.replay.importance_exponent_start
+        self.batches: queue.Queue = queue.Queue(maxsize=cfg.ray.prefetch_batches)
+        self.version = 0
+        self.weights = self._publish()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._prefetch, daemon=True)
+        self._thread.start()
+
+    def _publish(self) -> ray.ObjectRef:
+        self.version += 1
+        return ray.put({k: v.detach().cpu() for k, v in self.core.online.state_dict().items()})
+
+    def _prefetch(self) -> None:
+        pin = self.device.type == "cuda"
+        turn = 0
+        while not self._stop.is_set():
+            shard = turn % len(self.shards)
+            turn += 1
+            batch = ray.get(self.shards[shard].sample.remote(self.cfg.agent.batch_size,
+                                                               self.beta))
+            if batch is None:
+                continue
+            tensors = Batch(*(_to_device(torch.as_tensor(x), self.device, pin) for x in batch))
+            self.batches.put((shard, batch.index, tensors))
+
+    def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0) -> LearnerReport:
+        """Run up to `num_updates` updates; returns early when no batch came for max_wait_s."""
+        self.beta = beta
+        losses, qs, waited, start = [], [], 0.0, time.perf_counter()
+        for _ in range(num_updates):
+            t0 = time.perf_counter()
+            try:
+                shard, index, batch = self.batches.get(timeout=max_wait_s)
+            except queue.Empty:
+                waited += time.perf_counter() - t0
+                break
+            waited += time.perf_counter() - t0
+            result = self.core.update(batch)
+            if self.cfg.replay.prioritized:
+                self.shards[shard].update_priorities.remote(index, result.td_abs)
+            losses.append(result.td_loss)
+            qs.append(result.q_mean)
+            if self.core.updates % self.cfg.ray.publish_every_updates == 0:
+                self.weights = self._publish()
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        return LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
+                             self.weights, waited / elapsed, str(self.device))
+
+    def where(self) -> tuple[int, str]:
+        """(process id, Ray node id) of this actor."""
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+    def latest_weights(self) -> tuple[int, ray.ObjectRef]:
+        return self.version, self.weights
+
+    def state(self) -> dict:
+        """Networks, optimizer and counter on the CPU, for a checkpoint."""
+        return _to_cpu(self.core.state_dict())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _to_device(x: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
+    return x.pin_memory().to(device, non_blocking=True) if pin else x.to(device)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _to_cpu(state):
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_to_cpu(v) for v in state]
+    return state
