@@ -66,21 +66,26 @@ class Collector:
             self.cfg.explore.eps_start, self.cfg.explore.eps_end,
             self.cfg.explore.eps_decay_env_steps, global_env_steps)
         parts, qs, episodes = [], [], []
-        n = self.env.num_envs
+        n, num_actions = self.env.num_envs, self.env.num_actions
+        # While every env explores with eps = 1 (the warm-up of the Nature schedule) the
+        # network's answer is never used: skip it, and let replay give max priorities.
+        use_net = bool(np.any(np.asarray(eps) < 1.0))
         for _ in range(self.cfg.ray.chunk_env_steps):
-            with torch.no_grad():
-                q = self.net(torch.as_tensor(self.obs)).numpy()
             explore = self.rng.random(n) < eps
-            actions = np.where(explore, self.rng.integers(0, q.shape[1], n), q.argmax(axis=1))
+            actions = self.rng.integers(0, num_actions, n)
+            if use_net:
+                with torch.no_grad():
+                    q = self.net(torch.as_tensor(self.obs)).numpy()
+                actions = np.where(explore, actions, q.argmax(axis=1))
+                qs.append(q)
             step = self.env.step(actions)
             records, ended = self.recorder.record(actions, step)
             parts.append(records)
-            qs.append(q)
             episodes += ended
             self.obs = step.obs
         chunk = Records.concat(parts)
         priorities = None
-        if self.cfg.replay.prioritized:
+        if self.cfg.replay.prioritized and use_net:
             priorities = chunk_priorities(chunk.reward, chunk.terminated, chunk.first, chunk.last,
                                           chunk.action, np.stack(qs), self.cfg.agent.gamma,
                                           self.cfg.agent.n_step)

@@ -2,6 +2,7 @@
 
     raydqn train [--preset NAME] [--serial] [--address ADDR] [section.key=value ...]
     raydqn bench replay|env [--seconds S]
+    raydqn bench collect|learner|system [--preset NAME] [section.key=value ...]
     raydqn presets
 
 A user mistake prints one line on stderr and exits with code 2, before anything starts.
@@ -37,14 +38,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="run env, replay and learner in this one process (no Ray)")
     train.add_argument("--address", help="Ray cluster to join, e.g. auto (sets ray.address)")
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
-    bench.add_argument("what", choices=("replay", "env"))
+    bench.add_argument("what", choices=("replay", "env", "collect", "learner", "system"))
+    bench.add_argument("--preset", default="laptop",
+                       help="preset for collect, learner and system")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.add_argument("--game", default="pong", help="ALE game for `bench env`")
     bench.add_argument("--envs", type=int, default=16, help="envs in the vector env for `bench env`")
     sub.add_parser("presets", help="list the presets in configs/")
     # Overrides (section.key=value) may sit anywhere among the options.
     args, extra = parser.parse_known_args(argv)
-    unknown = [a for a in extra if args.command != "train" or "=" not in a or a.startswith("-")]
+    unknown = [a for a in extra if args.command == "presets" or "=" not in a or a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [a for a in extra if a not in unknown]
@@ -81,14 +84,22 @@ def _run(args: argparse.Namespace) -> int:
                               "collector_restarts": dist.collector_restarts,
                               "checkpoint": str(dist.checkpoint)}))
     elif args.command == "bench":
-        from dqn import bench
-
         if args.seconds <= 0:
             raise UserError(f"--seconds {args.seconds} must be positive")
         if args.envs < 1:
             raise UserError(f"--envs {args.envs} must be at least 1")
-        report = (bench.bench_replay(args.seconds) if args.what == "replay"
-                  else bench.bench_env(args.game, args.seconds, args.envs))
+        if args.what in ("replay", "env"):
+            from dqn import bench
+
+            report = (bench.bench_replay(args.seconds) if args.what == "replay"
+                      else bench.bench_env(args.game, args.seconds, args.envs))
+        else:
+            from dqn.config import load_config
+            from learner import bench as system_bench
+
+            load_config(args.preset, args.overrides)  # bad input fails before Ray starts
+            run = getattr(system_bench, f"bench_{args.what}")
+            report = run(args.preset, args.overrides, args.seconds)
         print(json.dumps(report, indent=2))
     return 0
 

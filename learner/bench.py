@@ -1,0 +1,181 @@
+"""System benchmarks on Ray; each prints our rate beside its bare limit, measured in one run.
+
+- collect: collectors + replay shards with the learner idle, against the bare
+  `AtariVectorEnv` loop stepping the same number of envs on the same cores. Measured
+  twice: in the eps = 1 warm-up (no network call) and while acting eps-greedily, where
+  each env step also pays a Nature-CNN forward pass on the collector's CPU.
+- learner: the learner actor fed through a replay shard (prefetching, priorities sent
+  back), against a bare loop of `DQNLearner.update` on one fixed synthetic batch, same
+  network, batch, device and torch threads.
+- system: the whole trainer at the Nature cadence (one batch of 32 per 4 env steps,
+  held by the rate limiter) against 4 x the bare update loop's updates/s.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+import ray
+import torch
+
+from dqn.config import Config, load_config
+from dqn.envs import make_vector_env
+from dqn.learning import DQNLearner, resolve_device
+from dqn.replay import Batch
+from learner.driver import DistributedTrainer, init_ray
+
+
+def _config(preset: str, overrides: list[str], name: str, *fixed: str) -> Config:
+    """The preset with the user's overrides, then the benchmark's own settings, writing
+    to a fresh temporary run folder (so no earlier run is resumed)."""
+    return load_config(preset, [*overrides, f"run.name={name}",
+                                f"run.out_dir={tempfile.mkdtemp(prefix='raydqn-bench-')}",
+                                "run.log_every_env_steps=1000000000",
+                                "run.checkpoint_every_env_steps=1000000000", *fixed])
+
+
+def _bare_env_rate(cfg: Config, num_envs: int, seconds: float) -> float:
+    env = make_vector_env(cfg.env, num_envs=num_envs, num_threads=os.cpu_count() or 1)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(rng.integers(0, env.num_actions, num_envs))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(rng.integers(0, env.num_actions, num_envs))
+        steps += num_envs
+    env.close()
+    return steps / (time.perf_counter() - start)
+
+
+def _trainer_rate(trainer: DistributedTrainer, seconds: float,
+                  warmup_s: float) -> tuple[float, float]:
+    """(env steps/s, updates/s) of a running trainer after a warm-up."""
+    end = time.perf_counter() + warmup_s
+    while time.perf_counter() < end:
+        trainer.step()
+    steps0, updates0, start = trainer.env_steps, trainer.updates, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        trainer.step()
+    elapsed = time.perf_counter() - start
+    return (trainer.env_steps - steps0) / elapsed, (trainer.updates - updates0) / elapsed
+
+
+def bench_collect(preset: str, overrides: list[str], seconds: float) -> dict:
+    report = {}
+    # One collector per core unless told otherwise: the bare loop uses every core too.
+    overrides = [f"ray.num_collectors={os.cpu_count() or 1}", *overrides]
+    for phase, eps in (("warmup_eps1", "1.0"), ("acting", "0.1")):
+        cfg = _config(preset, overrides, "bench-collect", "ray.rate_limit=false",
+                      "explore.schedule=linear", f"explore.eps_start={eps}",
+                      f"explore.eps_end={eps}", "replay.learning_starts_env_steps=1000000000")
+        envs = cfg.ray.num_collectors * cfg.env.num_envs
+        bare = _bare_env_rate(cfg, envs, seconds)
+        init_ray(cfg)
+        trainer = DistributedTrainer(cfg, progress=False)
+        ours, _ = _trainer_rate(trainer, seconds, warmup_s=min(3.0, seconds))
+        trainer.close()
+        ray.shutdown()
+        report.update({f"{phase}_env_steps_per_s": round(ours),
+                       f"{phase}_bare_env_steps_per_s": round(bare),
+                       f"{phase}_ratio": round(ours / bare, 3)})
+    report.update({"game": cfg.env.id, "collectors": cfg.ray.num_collectors,
+                   "envs_per_collector": cfg.env.num_envs})
+    return report
+
+
+def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
+                      seconds: float) -> float:
+    torch.set_num_threads(max(1, round(cfg.ray.learner_cpus)))
+    device = resolve_device(cfg.run.device)
+    learner = DQNLearner(cfg, obs_shape, num_actions, device)
+    rng = np.random.default_rng(0)
+    b = cfg.agent.batch_size
+    batch = Batch(*(torch.as_tensor(x).to(device) for x in Batch(
+        obs=rng.integers(0, 256, (b, *obs_shape), dtype=np.uint8),
+        action=rng.integers(0, num_actions, b), reward=rng.normal(size=b).astype(np.float32),
+        discount=np.full(b, 0.97, np.float32),
+        next_obs=rng.integers(0, 256, (b, *obs_shape), dtype=np.uint8),
+        weight=np.ones(b, np.float32), index=np.arange(b))))
+    return _rate_of(lambda: learner.update(batch), seconds)
+
+
+def _rate_of(fn: Callable[[], object], seconds: float) -> float:
+    fn()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def _probe(cfg: Config) -> tuple[tuple[int, ...], int]:
+    env = make_vector_env(cfg.env, num_envs=1)
+    shape, actions = env.obs_shape, env.num_actions
+    env.close()
+    return shape, actions
+
+
+def bench_learner(preset: str, overrides: list[str], seconds: float) -> dict:
+    """Fill replay with collectors, then pause them and time the learner alone."""
+    cfg = _config(preset, overrides, "bench-learner", "ray.rate_limit=false")
+    obs_shape, num_actions = _probe(cfg)
+    bare = _bare_update_rate(cfg, obs_shape, num_actions, seconds)
+    init_ray(cfg)
+    trainer = DistributedTrainer(cfg, progress=False)
+    while trainer.env_steps < cfg.replay.learning_starts_env_steps:
+        trainer.step()
+    for collector in trainer.collectors:      # learner alone from here on
+        ray.kill(collector, no_restart=True)
+    trainer.pending = {ref: owner for ref, owner in trainer.pending.items() if owner is None}
+    trainer.collectors = []
+    ours = _learner_only_rate(trainer, seconds)
+    trainer.close()
+    ray.shutdown()
+    return {"game": cfg.env.id, "batch_size": cfg.agent.batch_size,
+            "device": str(resolve_device(cfg.run.device)),
+            "torch_threads": max(1, round(cfg.ray.learner_cpus)),
+            "learner_updates_per_s": round(ours, 2), "bare_updates_per_s": round(bare, 2),
+            "ratio": round(ours / bare, 3)}
+
+
+def _learner_only_rate(trainer: DistributedTrainer, seconds: float) -> float:
+    def train(n: int) -> int:
+        return ray.get(trainer.learner.train.remote(n, 0.4)).updates
+
+    for ref in list(trainer.pending):
+        ray.get(ref)
+    trainer.pending.clear()
+    train(20)
+    start_updates, start = train(1), time.perf_counter()
+    updates = start_updates
+    while time.perf_counter() - start < seconds:
+        updates = train(50)
+    return (updates - start_updates) / (time.perf_counter() - start)
+
+
+def bench_system(preset: str, overrides: list[str], seconds: float) -> dict:
+    cfg = _config(preset, overrides, "bench-system")
+    obs_shape, num_actions = _probe(cfg)
+    bare = _bare_update_rate(cfg, obs_shape, num_actions, seconds)
+    init_ray(cfg)
+    trainer = DistributedTrainer(cfg, progress=False)
+    while trainer.updates == 0:
+        trainer.step()
+    steps_per_s, updates_per_s = _trainer_rate(trainer, seconds, warmup_s=min(5.0, seconds))
+    wait = trainer.last_report.wait_fraction if trainer.last_report else None
+    trainer.close()
+    ray.shutdown()
+    cadence = cfg.agent.update_every_env_steps
+    return {"game": cfg.env.id, "batch_size": cfg.agent.batch_size,
+            "env_steps_per_update": cadence, "env_steps_per_s": round(steps_per_s, 1),
+            "learner_updates_per_s": round(updates_per_s, 2),
+            "measured_env_steps_per_update": round(steps_per_s / max(updates_per_s, 1e-9), 2),
+            "bare_updates_per_s": round(bare, 2),
+            "limit_env_steps_per_s": round(cadence * bare, 1),
+            "learner_wait_fraction_last_call": wait,
+            "ratio": round(steps_per_s / (cadence * bare), 3)}
