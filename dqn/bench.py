@@ -24,7 +24,7 @@ from dqn.replay import FrameReplay
 FRAME = (84, 84)
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
+def calls_per_s(fn: Callable[[], object], seconds: float) -> float:
     """Calls per second of `fn`, after one warm-up call."""
     fn()
     calls, start = 0, time.perf_counter()
@@ -38,7 +38,7 @@ def _paired_rates(ours: Callable[[], object], bare: Callable[[], object], second
                   rounds: int = 5) -> tuple[float, float]:
     """Median rates of two functions measured in alternation, so that noise from a shared
     machine hits both alike."""
-    pairs = [(_rate(ours, seconds / rounds), _rate(bare, seconds / rounds))
+    pairs = [(calls_per_s(ours, seconds / rounds), calls_per_s(bare, seconds / rounds))
              for _ in range(rounds)]
     return float(np.median([p[0] for p in pairs])), float(np.median([p[1] for p in pairs]))
 
@@ -99,7 +99,7 @@ def bench_env(game: str, seconds: float = 3.0, num_envs: int = 16) -> dict:
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     actions = lambda: rng.integers(0, env.num_actions, num_envs)  # noqa: E731
-    steps_per_s = _rate(lambda: env.step(actions()), seconds) * num_envs
+    steps_per_s = calls_per_s(lambda: env.step(actions()), seconds) * num_envs
     env.close()
     return {"game": game, "num_envs": num_envs, "cpu_count": os.cpu_count(),
             "env_steps_per_s": round(steps_per_s),

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Callable
 
 import numpy as np
 import ray
 import torch
 
+from dqn.bench import calls_per_s
 from dqn.config import Config, load_config
 from dqn.envs import make_vector_env
 from dqn.learning import DQNLearner, resolve_device
@@ -101,16 +101,7 @@ def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
         discount=np.full(b, 0.97, np.float32),
         next_obs=rng.integers(0, 256, (b, *obs_shape), dtype=np.uint8),
         weight=np.ones(b, np.float32), index=np.arange(b))))
-    return _rate_of(lambda: learner.update(batch), seconds)
-
-
-def _rate_of(fn: Callable[[], object], seconds: float) -> float:
-    fn()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        calls += 1
-    return calls / (time.perf_counter() - start)
+    return calls_per_s(lambda: learner.update(batch), seconds)
 
 
 def _probe(cfg: Config) -> tuple[tuple[int, ...], int]:

@@ -3,6 +3,8 @@
     raydqn train [--preset NAME] [--serial] [--address ADDR] [section.key=value ...]
     raydqn bench replay|env [--seconds S]
     raydqn bench collect|learner|system [--preset NAME] [section.key=value ...]
+    raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
+                   [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
     raydqn presets
 
 A user mistake prints one line on stderr and exits with code 2, before anything starts.
@@ -44,10 +46,26 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.add_argument("--game", default="pong", help="ALE game for `bench env`")
     bench.add_argument("--envs", type=int, default=16, help="envs in the vector env for `bench env`")
+    ev = sub.add_parser("evaluate", help="score checkpoints under a stated protocol")
+    ev.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                    help="checkpoint files, or run folders (their latest checkpoint)")
+    ev.add_argument("--episodes", type=int, default=30, help="episodes per checkpoint")
+    ev.add_argument("--workers", type=int, default=2,
+                    help="Ray evaluator actors; 0 plays in this process")
+    ev.add_argument("--protocol", default="machado", choices=("machado", "nature"),
+                    help="machado: eps 0.001, sticky 0.25; nature: eps 0.05, no sticky")
+    ev.add_argument("--eps", type=float, help="override the protocol's epsilon")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--game", help="refuse checkpoints trained on another game")
+    ev.add_argument("--json", dest="json_path", metavar="PATH", help="write results as JSON")
+    ev.add_argument("--video", metavar="PATH.mp4", help="record one full episode in colour")
+    ev.add_argument("--tsne", metavar="PATH.png", help="t-SNE map of the last hidden layer")
+    ev.add_argument("--tsne-states", type=int, default=1000, help="states in the t-SNE map")
     sub.add_parser("presets", help="list the presets in configs/")
     # Overrides (section.key=value) may sit anywhere among the options.
     args, extra = parser.parse_known_args(argv)
-    unknown = [a for a in extra if args.command == "presets" or "=" not in a or a.startswith("-")]
+    takes_overrides = args.command in ("train", "bench")
+    unknown = [a for a in extra if not takes_overrides or "=" not in a or a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [a for a in extra if a not in unknown]
@@ -83,6 +101,15 @@ def _run(args: argparse.Namespace) -> int:
                               "weights_version": dist.weights_version,
                               "collector_restarts": dist.collector_restarts,
                               "checkpoint": str(dist.checkpoint)}))
+    elif args.command == "evaluate":
+        from learner.evaluate import evaluate_command, summary_table
+
+        results = evaluate_command(
+            args.checkpoints, episodes=args.episodes, workers=args.workers,
+            protocol=args.protocol, eps=args.eps, seed=args.seed, game=args.game,
+            json_path=args.json_path, video=args.video, tsne=args.tsne,
+            tsne_states=args.tsne_states)
+        print(summary_table(results))
     elif args.command == "bench":
         if args.seconds <= 0:
             raise UserError(f"--seconds {args.seconds} must be positive")

@@ -25,6 +25,7 @@ import ray
 from tqdm import tqdm
 
 from actors.collector import Collector, CollectReport
+from actors.evaluator import EvalReport, Evaluator
 from actors.replay_shard import ReplayShard
 from dqn.checkpoint import load_checkpoint, save_checkpoint
 from dqn.config import Config
@@ -33,6 +34,7 @@ from dqn.errors import UserError
 from dqn.metrics import MetricLogger
 from dqn.rate_limiter import RateLimiter
 from dqn.schedules import apex_epsilons, linear
+from dqn.serial import frames_per_env_step
 from dqn.stopping import StopFlag
 from learner.learner_actor import LearnerActor, LearnerReport
 
@@ -43,10 +45,10 @@ class DistributedResult(NamedTuple):
     weights_version: int
     collector_restarts: int
     checkpoint: Path
+    evaluations: list[EvalReport]
 
 
-def frames_per_env_step(cfg: Config) -> int:
-    return cfg.env.frame_skip if cfg.env.is_atari else 1
+EVAL = "eval"  # the owner tag of the evaluator's call in `pending`
 
 
 def init_ray(cfg: Config) -> bool:
@@ -85,12 +87,16 @@ class DistributedTrainer:
             num_cpus=cfg.ray.learner_cpus, num_gpus=gpus, resources=resources,
         ).remote(cfg, self.shards, obs_shape, num_actions, state["learner"] if state else None)
         self.collectors = [self._start_collector(i) for i in range(cfg.ray.num_collectors)]
+        self.evaluator = Evaluator.options(num_cpus=0).remote(cfg, obs_shape, num_actions)
+        self.evaluations: list[EvalReport] = []
+        self.target_reached = False
         self.collector_version = [-1] * cfg.ray.num_collectors
         self.retry_at: dict[int, float] = {}    # dead collectors, relaunched after a pause
         self.down: set[int] = set()
         self.weights_version, self.weights = ray.get(self.learner.latest_weights.remote())
         self.updates = int(state["learner"]["updates"]) if state else 0
-        self.pending: dict[ray.ObjectRef, int | None] = {}   # None marks the learner's call
+        # owner of each call in flight: a collector's index, None (learner) or EVAL
+        self.pending: dict[ray.ObjectRef, int | str | None] = {}
         self.scores: deque[float] = deque(maxlen=50)
         self.lengths: deque[int] = deque(maxlen=50)
         self.episodes = int(state.get("episodes", 0)) if state else 0
@@ -100,7 +106,7 @@ class DistributedTrainer:
         self.bar = tqdm(total=cfg.run.total_env_steps, initial=self.env_steps, unit="step",
                         disable=not progress, dynamic_ncols=True)
         self._rates = _Rates(self.env_steps, self.updates)
-        self._last_log = self._last_ckpt = self.env_steps
+        self._last_log = self._last_ckpt = self._last_eval = self.env_steps
         if state:
             tqdm.write(f"resuming run {cfg.run.name!r} at {self.env_steps:,} env steps, "
                        f"{self.updates:,} learner updates")
@@ -182,13 +188,14 @@ class DistributedTrainer:
     def run(self) -> DistributedResult:
         stop = StopFlag()
         try:
-            while self.env_steps < self.cfg.run.total_env_steps and not stop.requested:
+            while (self.env_steps < self.cfg.run.total_env_steps and not stop.requested
+                   and not self.target_reached):
                 self.step()
         finally:
             stop.restore()
             self.close()
         return DistributedResult(self.env_steps, self.updates, self.weights_version,
-                                 self.restarts, self.ckpt_path)
+                                 self.restarts, self.ckpt_path, self.evaluations)
 
     def step(self, timeout_s: float = 1.0) -> None:
         """Wait for the next finished call, handle it and put its actor back to work."""
@@ -206,11 +213,20 @@ class DistributedTrainer:
             if owner is None:
                 self._on_learner(ray.get(ref))
                 self._launch_learner()
+            elif owner == EVAL:
+                self._on_evaluation(ray.get(ref))
             elif self._on_collector(owner, ref):
                 self._launch_collector(owner)
             else:
                 self.retry_at[owner] = time.monotonic() + 0.5
         self._maybe_log()
+        if (self.env_steps - self._last_eval >= self.cfg.run.eval_every_env_steps
+                and EVAL not in self.pending.values()):
+            self._last_eval = self.env_steps
+            seed = self.cfg.run.seed + 10_000 + self.env_steps
+            ref = self.evaluator.evaluate.remote(self.weights, self.weights_version,
+                                                 self.env_steps, seed)
+            self.pending[ref] = EVAL
         if self.env_steps - self._last_ckpt >= self.cfg.run.checkpoint_every_env_steps:
             self._last_ckpt = self.env_steps
             self.save()
@@ -255,6 +271,18 @@ class DistributedTrainer:
             self.lengths.append(episode.env_steps)
         self.episodes += len(report.episodes)
         return True
+
+    def _on_evaluation(self, report: EvalReport) -> None:
+        self.evaluations.append(report)
+        mean = float(np.mean(report.returns))
+        self.logger.log(report.env_steps * frames_per_env_step(self.cfg), {
+            "eval/mean_return": mean, "eval/median_return": float(np.median(report.returns)),
+            "eval/mean_length": float(np.mean(report.lengths)),
+            "eval/weights_version": report.weights_version})
+        tqdm.write(f"eval at {report.env_steps:,} env steps: mean return {mean:.1f} over "
+                   f"{len(report.returns)} episodes")
+        target = self.cfg.run.stop_at_eval_return
+        self.target_reached = target is not None and mean >= target
 
     def _frames(self) -> int:
         return self.env_steps * frames_per_env_step(self.cfg)
@@ -304,6 +332,8 @@ class DistributedTrainer:
         for ref, owner in list(self.pending.items()):
             if owner is None:
                 self._on_learner(ray.get(ref))
+            elif owner == EVAL:
+                self._on_evaluation(ray.get(ref))
         self.pending.clear()
         try:
             self.save()
@@ -312,7 +342,7 @@ class DistributedTrainer:
             self.logger.close()
             ray.get(self.learner.stop.remote())
             # On a shared cluster the actors would outlive this driver and keep their CPUs.
-            for actor in [*self.collectors, self.learner, *self.shards]:
+            for actor in [*self.collectors, self.evaluator, self.learner, *self.shards]:
                 ray.kill(actor)
             if self.owns_ray:
                 ray.shutdown()

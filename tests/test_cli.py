@@ -104,3 +104,13 @@ def test_bench_replay_prints_json_with_ratios():
     assert report["bytes_per_transition_1M"] <= 7300
     assert 0 < report["uniform_batch32_ratio_to_bare_gather"]
     assert report["prioritized_batch512_batches_per_s"] > 0
+
+
+@pytest.mark.parametrize("what", ["collect", "learner", "system"])
+def test_system_benchmarks_run_and_report_ratios(what):
+    proc = _cli("bench", what, "--seconds", "1", "--preset", "cartpole", "env.num_envs=2",
+                "ray.num_collectors=1", "replay.learning_starts_env_steps=300")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    ratios = [v for k, v in report.items() if k.endswith("ratio")]
+    assert ratios and all(r > 0 for r in ratios)

@@ -86,3 +86,27 @@ def test_killed_collector_is_restarted_and_resynced(local_ray, run_dir):
     rows = [json.loads(line) for line in
             (run_dir / "fault" / "metrics.jsonl").read_text().splitlines()]
     assert any(row.get("actors/restarts") == 1 for row in rows)
+
+
+def test_sigterm_writes_a_final_checkpoint_and_exits_cleanly(run_dir):
+    """`raydqn train` in its own process (embedded Ray), stopped with SIGTERM mid-run."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "learner.cli", "train", "--no-progress", "--preset", "cartpole",
+         f"run.out_dir={run_dir}", "run.name=term", "run.total_env_steps=10000000",
+         "run.log_every_env_steps=200", "replay.learning_starts_env_steps=200"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "term" / "metrics.jsonl"
+    deadline = time.time() + 90
+    while time.time() < deadline and not (metrics.exists() and any(
+            "losses/td_loss" in line for line in metrics.read_text().splitlines())):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err[-2000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    state = torch.load(run_dir / "term" / "checkpoint.pt", weights_only=False)
+    assert 0 < state["env_steps"] == result["env_steps"] < 10_000_000
+    assert state["learner"]["updates"] == result["learner_updates"] > 0

@@ -1,0 +1,84 @@
+"""The evaluate command on a checkpoint from a short real training run."""
+
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from dqn.config import load_config
+from dqn.scores import reference_scores
+from dqn.serial import train
+from learner.cli import main
+
+
+@pytest.fixture(scope="module")
+def pong_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config("laptop", [f"run.out_dir={out}", "run.name=short", "env.num_envs=4",
+                                 "run.total_env_steps=600", "replay.capacity_transitions=4000",
+                                 "replay.learning_starts_env_steps=300",
+                                 "run.eval_every_env_steps=100000"])
+    return train(cfg, progress=False).checkpoint
+
+
+def test_json_has_the_documented_keys_and_consistent_numbers(pong_checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    video, tsne = tmp_path / "episode.mp4", tmp_path / "tsne.png"
+    assert main(["evaluate", str(pong_checkpoint.parent), "--episodes", "2", "--workers", "0",
+                 "--json", str(out), "--video", str(video), "--tsne", str(tsne),
+                 "--tsne-states", "60"]) == 0
+    table = capsys.readouterr().out
+    assert "pong" in table and "median HNS" in table and "eps 0.001" in table
+    r = json.loads(out.read_text())
+    for key in ("game", "checkpoint", "protocol", "episodes", "returns", "mean", "median",
+                "std", "min", "max", "human_normalized", "frames"):
+        assert key in r
+    assert r["game"] == "pong" and r["episodes"] == len(r["returns"]) == 2
+    assert r["mean"] == pytest.approx(np.mean(r["returns"]))
+    assert r["median"] == pytest.approx(np.median(r["returns"]))
+    assert (r["min"], r["max"]) == (min(r["returns"]), max(r["returns"]))
+    ref = reference_scores()["pong"]
+    assert r["human_normalized"] == pytest.approx((r["mean"] - ref.random) /
+                                                  (ref.human - ref.random))
+    assert r["frames"] == 4 * sum(r["lengths"])
+    assert all(-21 <= x <= 21 for x in r["returns"])
+    assert r["protocol"]["sticky_action_prob"] == 0.25 and r["protocol"]["eps"] == 0.001
+    # the video: one frame per decision plus the final one, in colour
+    frames = iio.imread(video)
+    assert frames.shape[0] == r["video"]["env_steps"] + 1
+    assert frames.shape[1:] == (210, 160, 3)
+    picture = iio.imread(tsne)
+    assert picture.shape[:2] == (800, 800)
+
+
+def test_episodes_spread_over_ray_workers(pong_checkpoint, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "learner.cli", "evaluate",
+                           str(pong_checkpoint), "--episodes", "3", "--workers", "2",
+                           "--protocol", "nature", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["episodes"] == 3 and r["protocol"]["eps"] == 0.05
+    assert r["protocol"]["sticky_action_prob"] == 0.0
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["missing/checkpoint.pt"], "does not exist"),
+    (["{ckpt}", "--episodes", "0"], "--episodes 0 must be at least 1"),
+    (["{ckpt}", "--game", "breakout"], "was trained on 'pong', not 'breakout'"),
+    (["{corrupt}"], "unreadable or corrupt"),
+    (["{ckpt}", "--video", "out.gif"], "must name a .mp4 file"),
+])
+def test_bad_input_is_one_clear_line(pong_checkpoint, tmp_path, args, fragment):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage")
+    args = [a.format(ckpt=pong_checkpoint, corrupt=corrupt) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "learner.cli", "evaluate", *args,
+                           "--workers", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert fragment in proc.stderr
