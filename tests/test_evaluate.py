@@ -66,6 +66,27 @@ def test_episodes_spread_over_ray_workers(pong_checkpoint, tmp_path):
     assert r["protocol"]["sticky_action_prob"] == 0.0
 
 
+def test_same_seed_same_scores(pong_checkpoint):
+    from learner.evaluate import evaluate_checkpoint
+
+    runs = [evaluate_checkpoint(pong_checkpoint, episodes=2, workers=0, protocol="machado",
+                                seed=3)["returns"] for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_network_shape_mismatch_is_one_clear_line(pong_checkpoint, tmp_path):
+    import torch
+
+    state = torch.load(pong_checkpoint, weights_only=False)
+    state["config"]["network"]["dueling"] = True       # weights of a plain head
+    reshaped = tmp_path / "reshaped.pt"
+    torch.save(state, reshaped)
+    proc = subprocess.run([sys.executable, "-m", "learner.cli", "evaluate", str(reshaped),
+                           "--workers", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "holds a network of another shape" in proc.stderr
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["missing/checkpoint.pt"], "does not exist"),
     (["{ckpt}", "--episodes", "0"], "--episodes 0 must be at least 1"),
