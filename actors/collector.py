@@ -37,10 +37,12 @@ class CollectReport(NamedTuple):
 
 @ray.remote
 class Collector:
-    def __init__(self, cfg: Config, index: int, shard: ray.actor.ActorHandle,
-                 streams: np.ndarray, epsilons: np.ndarray | None, seed: int):
+    def __init__(self, cfg: Config, index: int, shard_name: str, streams: np.ndarray,
+                 epsilons: np.ndarray | None, seed: int):
         torch.set_num_threads(1)
-        self.cfg, self.index, self.shard = cfg, index, shard
+        # The shard is found by name, not passed as a handle: constructor arguments held in
+        # the object store could be lost, and Ray could then not restart this actor.
+        self.cfg, self.index, self.shard = cfg, index, ray.get_actor(shard_name)
         self.streams, self.epsilons = streams, epsilons
         self.env = make_vector_env(cfg.env, num_threads=1)
         self.net = QNetwork(self.env.obs_shape, self.env.num_actions, cfg.network).eval()

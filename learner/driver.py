@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import NamedTuple
@@ -78,6 +79,8 @@ class DistributedTrainer:
         probe.close()
         self.env_steps = int(state["env_steps"]) if state else 0
         self.restarts = int(state.get("collector_restarts", 0)) if state else 0
+        self.shard_names = [f"raydqn-shard-{uuid.uuid4().hex[:8]}-{s}"
+                            for s in range(cfg.ray.num_replay_shards)]
         self.shards = self._start_shards(obs_shape, obs_dtype)
         gpus = cfg.ray.learner_gpus
         if gpus is None:
@@ -163,9 +166,9 @@ class DistributedTrainer:
                          frame_dtype=obs_dtype, stack=obs_shape[0], n_step=cfg.agent.n_step,
                          gamma=cfg.agent.gamma, prioritized=cfg.replay.prioritized,
                          alpha=cfg.replay.priority_exponent, seed=cfg.run.seed + 7919 * s)
-            shards.append(ReplayShard.options(num_cpus=r.replay_cpus,
-                                              max_concurrency=4 + 2 * writers).remote(store,
-                                                                                     limiter))
+            shards.append(ReplayShard.options(
+                name=self.shard_names[s], num_cpus=r.replay_cpus,
+                max_concurrency=4 + 2 * writers).remote(store, limiter))
         return shards
 
     def _start_collector(self, i: int):
@@ -181,7 +184,7 @@ class DistributedTrainer:
         seed = cfg.run.seed + 1000 * i + self.env_steps
         return Collector.options(num_cpus=r.collector_cpus, max_restarts=-1,
                                  scheduling_strategy="SPREAD").remote(
-            cfg, i, self.shards[shard], streams, epsilons, seed)
+            cfg, i, self.shard_names[shard], streams, epsilons, seed)
 
     # -- the loop ----------------------------------------------------------------------
 
