@@ -88,8 +88,8 @@ def bench_collect(preset: str, overrides: list[str], seconds: float) -> dict:
     return report
 
 
-def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
-                      seconds: float) -> float:
+def _bare_learner(cfg: Config, obs_shape: tuple[int, ...], num_actions: int):
+    """A DQNLearner and one fixed synthetic batch on the learner's device and threads."""
     torch.set_num_threads(max(1, round(cfg.ray.learner_cpus)))
     device = resolve_device(cfg.run.device)
     learner = DQNLearner(cfg, obs_shape, num_actions, device)
@@ -101,6 +101,12 @@ def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
         discount=np.full(b, 0.97, np.float32),
         next_obs=rng.integers(0, 256, (b, *obs_shape), dtype=np.uint8),
         weight=np.ones(b, np.float32), index=np.arange(b))))
+    return learner, batch
+
+
+def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
+                      seconds: float) -> float:
+    learner, batch = _bare_learner(cfg, obs_shape, num_actions)
     return calls_per_s(lambda: learner.update(batch), seconds)
 
 
@@ -115,7 +121,7 @@ def bench_learner(preset: str, overrides: list[str], seconds: float) -> dict:
     """Fill replay with collectors, then pause them and time the learner alone."""
     cfg = _config(preset, overrides, "bench-learner", "ray.rate_limit=false")
     obs_shape, num_actions = _probe(cfg)
-    bare = _bare_update_rate(cfg, obs_shape, num_actions, seconds)
+    bare_learner, bare_batch = _bare_learner(cfg, obs_shape, num_actions)
     init_ray(cfg)
     trainer = DistributedTrainer(cfg, progress=False)
     while trainer.env_steps < cfg.replay.learning_starts_env_steps:
@@ -124,7 +130,15 @@ def bench_learner(preset: str, overrides: list[str], seconds: float) -> dict:
         ray.kill(collector, no_restart=True)
     trainer.pending = {ref: owner for ref, owner in trainer.pending.items() if owner is None}
     trainer.collectors = []
-    ours = _learner_only_rate(trainer, seconds)
+    for ref in list(trainer.pending):
+        ray.get(ref)
+    trainer.pending.clear()
+    # Alternate the two, so that the shared machine's noise hits both alike.
+    rounds, ours, bare = 5, [], []
+    for _ in range(rounds):
+        bare.append(calls_per_s(lambda: bare_learner.update(bare_batch), seconds / rounds))
+        ours.append(_learner_only_rate(trainer, seconds / rounds))
+    ours, bare = float(np.median(ours)), float(np.median(bare))
     trainer.close()
     ray.shutdown()
     return {"game": cfg.env.id, "batch_size": cfg.agent.batch_size,
@@ -138,10 +152,7 @@ def _learner_only_rate(trainer: DistributedTrainer, seconds: float) -> float:
     def train(n: int) -> int:
         return ray.get(trainer.learner.train.remote(n, 0.4)).updates
 
-    for ref in list(trainer.pending):
-        ray.get(ref)
-    trainer.pending.clear()
-    train(20)
+    train(5)
     start_updates, start = train(1), time.perf_counter()
     updates = start_updates
     while time.perf_counter() - start < seconds:

@@ -5,6 +5,7 @@
     raydqn bench collect|learner|system [--preset NAME] [section.key=value ...]
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
                    [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
+    raydqn plot RUN_DIR --out curve.png
     raydqn presets
 
 A user mistake prints one line on stderr and exits with code 2, before anything starts.
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--video", metavar="PATH.mp4", help="record one full episode in colour")
     ev.add_argument("--tsne", metavar="PATH.png", help="t-SNE map of the last hidden layer")
     ev.add_argument("--tsne-states", type=int, default=1000, help="states in the t-SNE map")
+    plot = sub.add_parser("plot", help="learning curve (PNG) from a run's logged metrics")
+    plot.add_argument("run_dir", help="a run folder, e.g. runs/laptop-pong")
+    plot.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curve.png)")
     sub.add_parser("presets", help="list the presets in configs/")
     # Overrides (section.key=value) may sit anywhere among the options.
     args, extra = parser.parse_known_args(argv)
@@ -101,6 +105,15 @@ def _run(args: argparse.Namespace) -> int:
                               "weights_version": dist.weights_version,
                               "collector_restarts": dist.collector_restarts,
                               "checkpoint": str(dist.checkpoint)}))
+    elif args.command == "plot":
+        from pathlib import Path
+
+        from dqn.plots import learning_curve
+
+        out = Path(args.out) if args.out else Path(args.run_dir) / "curve.png"
+        if out.suffix != ".png":
+            raise UserError(f"--out {str(out)!r} must name a .png file")
+        print(learning_curve(Path(args.run_dir), out))
     elif args.command == "evaluate":
         from learner.evaluate import evaluate_command, summary_table
 

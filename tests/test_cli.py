@@ -114,3 +114,16 @@ def test_system_benchmarks_run_and_report_ratios(what):
     report = json.loads(proc.stdout[proc.stdout.index("{"):])
     ratios = [v for k, v in report.items() if k.endswith("ratio")]
     assert ratios and all(r > 0 for r in ratios)
+
+
+def test_plot_draws_the_learning_curve_of_a_run(run_dir, capsys):
+    import imageio.v3 as iio
+
+    args = ["train", "--preset", "cartpole", "--no-progress", "--serial",
+            f"run.out_dir={run_dir}", "run.name=curve", *TINY_CARTPOLE]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["plot", str(run_dir / "curve"), "--out", str(run_dir / "c.png")]) == 0
+    assert iio.imread(run_dir / "c.png").shape[:2] == (500, 800)
+    assert main(["plot", str(run_dir / "nothing-here")]) == 2
+    assert "has no metrics.jsonl" in capsys.readouterr().err
