@@ -81,7 +81,7 @@ def bench_replay(seconds: float = 3.0) -> dict:
         report[f"{kind}_add_transitions_per_s"] = round(add_rate)
         for batch in (32, 512):
             runs = np.arange(4)
-            index = lambda: rng.integers(0, store.capacity - 4, (batch, 2, 1)) + runs  # noqa: E731
+            index = lambda: rng.integers(0, store.capacity - 4, (2, batch, 1)) + runs  # noqa: E731
             rate, bare = _paired_rates(lambda: store.sample(batch, beta=0.4),
                                        lambda: store.frame[index()], seconds)
             report[f"{kind}_batch{batch}_batches_per_s"] = round(rate, 1)

@@ -177,18 +177,20 @@ class FrameReplay:
         written = self.written[stream]
         position = written - 1 - (written - 1 - slot % self.per_stream) % self.per_stream
         window = self._window(stream, position)
-        states = np.stack([position, position + window.steps], axis=1)        # (B, 2)
+        # (2, B, S) positions: obs and next_obs come out as two contiguous halves, which
+        # Ray ships without copying (a strided view would be copied to serialize it).
+        states = np.stack([position, position + window.steps])                  # (2, B)
         back = np.arange(self.stack - 1, -1, -1)                                # oldest first
-        pos = states[..., None] - back                                          # (B, 2, S)
-        frames = self.frame[self._slot(stream[:, None, None], pos)]
-        firsts = self.first[self._slot(stream[:, None, None], pos)]
+        pos = states[..., None] - back                                          # (2, B, S)
+        frames = self.frame[self._slot(stream[None, :, None], pos)]
+        firsts = self.first[self._slot(stream[None, :, None], pos)]
         # A frame is padding when a `first` frame lies after it within the stack.
         later_first = np.logical_or.accumulate(firsts[..., ::-1], axis=-1)[..., ::-1]
         pad = np.zeros_like(later_first)
         pad[..., :-1] = later_first[..., 1:]
         frames[pad] = 0
-        return Batch(obs=frames[:, 0], action=self.action[slot].astype(np.int64),
-                     reward=window.ret, discount=window.discount, next_obs=frames[:, 1],
+        return Batch(obs=frames[0], action=self.action[slot].astype(np.int64),
+                     reward=window.ret, discount=window.discount, next_obs=frames[1],
                      weight=weight, index=position * self.num_streams + stream)
 
     def _sample_uniform(self, batch_size: int) -> np.ndarray:
