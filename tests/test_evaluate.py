@@ -66,6 +66,20 @@ def test_episodes_spread_over_ray_workers(pong_checkpoint, tmp_path):
     assert r["protocol"]["sticky_action_prob"] == 0.0
 
 
+def test_several_checkpoints_make_one_table_with_median_and_mean_hns(pong_checkpoint,
+                                                                    tmp_path, capsys):
+    out = tmp_path / "all.json"
+    assert main(["evaluate", str(pong_checkpoint), str(pong_checkpoint.parent), "--episodes",
+                 "1", "--workers", "0", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    body = json.loads(out.read_text())
+    assert len(body["runs"]) == 2 and body["games_with_reference"] == 2
+    hns = [r["human_normalized"] for r in body["runs"]]
+    assert body["median_hns"] == pytest.approx(np.median(hns))
+    assert body["mean_hns"] == pytest.approx(np.mean(hns))
+    assert table.count("pong ") == 2 and "over 2 game(s)" in table
+
+
 def test_same_seed_same_scores(pong_checkpoint):
     from learner.evaluate import evaluate_checkpoint
 
