@@ -156,6 +156,9 @@ def _evaluate(cfg: Config, learner: DQNLearner, device: torch.device, env_steps:
 def _resume(path: Path, cfg: Config, learner: DQNLearner,
             rng: np.random.Generator) -> tuple[int, list[Evaluation]]:
     state = load_checkpoint(path)
+    if "rng" not in state:
+        raise UserError(f"checkpoint {str(path)!r} was written by the distributed trainer; "
+                        f"resume it without --serial, or pick another run.name")
     if state["config"]["env"]["id"] != cfg.env.id:
         raise UserError(f"run {cfg.run.name!r} was trained on {state['config']['env']['id']!r},"
                         f" not {cfg.env.id!r}; pick another run.name")

@@ -97,6 +97,19 @@ def test_resuming_a_run_of_another_game_is_refused(run_dir, capsys):
     assert "was trained on 'CartPole-v1', not 'Acrobot-v1'" in capsys.readouterr().err
 
 
+def test_serial_refuses_a_distributed_checkpoint(run_dir, capsys):
+    base = ["train", "--no-progress", "--serial", "--preset", "cartpole",
+            f"run.out_dir={run_dir}", "run.name=other", *TINY_CARTPOLE[:2]]
+    assert main(base) == 0
+    ckpt = run_dir / "other" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=False)
+    del state["rng"]                       # what the distributed trainer writes lacks it
+    state["collector_restarts"] = 0
+    torch.save(state, ckpt)
+    assert main(base) == 2
+    assert "was written by the distributed trainer" in capsys.readouterr().err
+
+
 def test_bench_replay_prints_json_with_ratios():
     proc = _cli("bench", "replay", "--seconds", "0.2")
     assert proc.returncode == 0, proc.stderr
