@@ -33,6 +33,7 @@ from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
 from dqn.metrics import MetricLogger
+from dqn.networks import QNetwork
 from dqn.rate_limiter import RateLimiter
 from dqn.schedules import apex_epsilons, linear
 from dqn.serial import frames_per_env_step
@@ -77,6 +78,8 @@ class DistributedTrainer:
         probe = make_vector_env(cfg.env, num_envs=1)
         obs_shape, num_actions, obs_dtype = probe.obs_shape, probe.num_actions, probe.obs_dtype
         probe.close()
+        if state:
+            self._check_network(state, obs_shape, num_actions)
         self.env_steps = int(state["env_steps"]) if state else 0
         self.restarts = int(state.get("collector_restarts", 0)) if state else 0
         self.shard_names = [f"raydqn-shard-{uuid.uuid4().hex[:8]}-{s}"
@@ -128,6 +131,14 @@ class DistributedTrainer:
             raise UserError(f"checkpoint {str(self.ckpt_path)!r} was written by the "
                             f"single-process trainer; pick another run.name")
         return state
+
+    def _check_network(self, state: dict, obs_shape: tuple[int, ...], num_actions: int) -> None:
+        try:
+            QNetwork(obs_shape, num_actions, self.cfg.network).load_state_dict(
+                state["learner"]["online"])
+        except RuntimeError:
+            raise UserError(f"checkpoint {str(self.ckpt_path)!r} holds a network of another "
+                            f"shape than this config builds; pick another run.name") from None
 
     def _check_resources(self) -> None:
         r = self.cfg.ray

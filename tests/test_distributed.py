@@ -55,6 +55,17 @@ def test_pong_end_to_end_with_wandb_offline_then_resume(local_ray, run_dir, monk
     assert resumed.env_steps >= 3500 and resumed.updates > result.updates
 
 
+def test_resuming_with_another_network_shape_is_one_clear_error(local_ray, run_dir):
+    from dqn.errors import UserError
+
+    args = [f"run.out_dir={run_dir}", "run.name=shape", "run.total_env_steps=256",
+            "replay.learning_starts_env_steps=128", "env.num_envs=2", "ray.chunk_env_steps=16"]
+    DistributedTrainer(load_config("cartpole", args), progress=False).run()
+    with pytest.raises(UserError, match="holds a network of another shape"):
+        DistributedTrainer(load_config("cartpole", [*args, "network.dueling=true"]),
+                           progress=False)
+
+
 def test_killed_collector_is_restarted_and_resynced(local_ray, run_dir):
     cfg = load_config("cartpole", [f"run.out_dir={run_dir}", "run.name=fault",
                                    "env.num_envs=2", "ray.chunk_env_steps=16",
