@@ -38,3 +38,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"checkpoint {str(path)!r} is not a {FORMAT} file")
     return state
+
+
+def check_game(state: dict[str, Any], path: Path, game: str, hint: str = "") -> None:
+    """A checkpoint trained on another game than `game` is a `UserError`."""
+    trained_on = state["config"]["env"]["id"]
+    if trained_on != game:
+        raise UserError(f"checkpoint {str(path)!r} was trained on {trained_on!r}, not "
+                        f"{game!r}{hint}")
+
+
+def load_weights(module: torch.nn.Module, weights: dict, path: Path, hint: str = "") -> None:
+    """`module.load_state_dict(weights)`; a shape mismatch is a `UserError`."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError:
+        raise UserError(f"checkpoint {str(path)!r} holds a network of another shape than "
+                        f"this config builds{hint}") from None

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dqn.checkpoint import load_checkpoint, save_checkpoint
+from dqn.checkpoint import check_game, load_checkpoint, load_weights, save_checkpoint
 from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
@@ -34,6 +34,9 @@ from dqn.recorder import StepRecorder
 from dqn.replay import FrameReplay
 from dqn.schedules import linear
 from dqn.stopping import StopFlag
+
+
+RESUME_HINT = "; pick another run.name"
 
 
 class Evaluation(NamedTuple):
@@ -159,14 +162,9 @@ def _resume(path: Path, cfg: Config, learner: DQNLearner,
     if "rng" not in state:
         raise UserError(f"checkpoint {str(path)!r} was written by the distributed trainer; "
                         f"resume it without --serial, or pick another run.name")
-    if state["config"]["env"]["id"] != cfg.env.id:
-        raise UserError(f"run {cfg.run.name!r} was trained on {state['config']['env']['id']!r},"
-                        f" not {cfg.env.id!r}; pick another run.name")
-    try:
-        learner.load_state_dict(state["learner"])
-    except RuntimeError:
-        raise UserError(f"checkpoint {str(path)!r} holds a network of another shape than "
-                        f"this config builds") from None
+    check_game(state, path, cfg.env.id, RESUME_HINT)
+    load_weights(learner.online, state["learner"]["online"], path, RESUME_HINT)
+    learner.load_state_dict(state["learner"])
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     return int(state["env_steps"]), [Evaluation(**e) for e in state["evaluations"]]

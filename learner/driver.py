@@ -28,7 +28,7 @@ from tqdm import tqdm
 from actors.collector import Collector, CollectReport
 from actors.evaluator import EvalReport, Evaluator
 from actors.replay_shard import ReplayShard
-from dqn.checkpoint import load_checkpoint, save_checkpoint
+from dqn.checkpoint import check_game, load_checkpoint, load_weights, save_checkpoint
 from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
@@ -36,7 +36,7 @@ from dqn.metrics import MetricLogger
 from dqn.networks import QNetwork
 from dqn.rate_limiter import RateLimiter
 from dqn.schedules import apex_epsilons, linear
-from dqn.serial import frames_per_env_step
+from dqn.serial import RESUME_HINT, frames_per_env_step
 from dqn.stopping import StopFlag
 from learner.learner_actor import LearnerActor, LearnerReport
 
@@ -123,22 +123,15 @@ class DistributedTrainer:
         if not self.ckpt_path.exists():
             return None
         state = load_checkpoint(self.ckpt_path)
-        trained_on = state["config"]["env"]["id"]
-        if trained_on != self.cfg.env.id:
-            raise UserError(f"run {self.cfg.run.name!r} was trained on {trained_on!r}, not "
-                            f"{self.cfg.env.id!r}; pick another run.name")
+        check_game(state, self.ckpt_path, self.cfg.env.id, RESUME_HINT)
         if "collector_restarts" not in state:
             raise UserError(f"checkpoint {str(self.ckpt_path)!r} was written by the "
                             f"single-process trainer; pick another run.name")
         return state
 
     def _check_network(self, state: dict, obs_shape: tuple[int, ...], num_actions: int) -> None:
-        try:
-            QNetwork(obs_shape, num_actions, self.cfg.network).load_state_dict(
-                state["learner"]["online"])
-        except RuntimeError:
-            raise UserError(f"checkpoint {str(self.ckpt_path)!r} holds a network of another "
-                            f"shape than this config builds; pick another run.name") from None
+        load_weights(QNetwork(obs_shape, num_actions, self.cfg.network),
+                     state["learner"]["online"], self.ckpt_path, RESUME_HINT)
 
     def _check_resources(self) -> None:
         r = self.cfg.ray

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dqn.checkpoint import load_checkpoint
+from dqn.checkpoint import check_game, load_checkpoint, load_weights
 from dqn.config import Config, build_config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
@@ -43,17 +43,12 @@ def load_agent(path: Path, game: str | None) -> tuple[Config, QNetwork]:
     except UserError as err:
         raise UserError(f"checkpoint {str(path)!r} holds a config this version cannot read: "
                         f"{err}") from None
-    if game is not None and game != cfg.env.id:
-        raise UserError(f"checkpoint {str(path)!r} was trained on {cfg.env.id!r}, not "
-                        f"{game!r}")
+    if game is not None:
+        check_game(state, path, game)
     probe = make_vector_env(cfg.env, num_envs=1)
     net = QNetwork(probe.obs_shape, probe.num_actions, cfg.network).eval()
     probe.close()
-    try:
-        net.load_state_dict(state["learner"]["online"])
-    except RuntimeError:
-        raise UserError(f"checkpoint {str(path)!r} holds a network of another shape than its "
-                        f"config builds for {cfg.env.id!r}") from None
+    load_weights(net, state["learner"]["online"], path)
     return cfg, net
 
 
