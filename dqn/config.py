@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -151,6 +151,9 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The DQN trainer's configuration (presets directly in configs/)."""
+
+    preset_folder: ClassVar[str] = ""
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
@@ -162,17 +165,47 @@ class Config:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
-
-SECTIONS: dict[str, type] = typing.get_type_hints(Config)
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    def check(self) -> None:
+        _check_cross_fields(self)
 
 
-def load_config(preset: str = "laptop", overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the preset (a name in configs/ or a YAML path), then overrides."""
-    raw = _read_preset(preset)
+@dataclass(frozen=True)
+class JobRunConfig:
+    """The `run` section of the Ray Train jobs (GAN, language models)."""
+
+    name: str = opt("job", "run name: its folder under out_dir; rerun the same name to resume")
+    out_dir: str = opt("runs", "folder holding one sub-folder per run")
+    seed: int = opt(0, "seed for data order, initial weights and sampling", lo=0)
+
+
+@dataclass(frozen=True)
+class ScalingSection:
+    """The `ray` section of the Ray Train jobs: where and on how many workers."""
+
+    address: str | None = opt(None, "cluster to join ('auto' or host:port); null starts an "
+                              "embedded local Ray unless RAY_ADDRESS is set")
+    num_workers: int = opt(1, "Ray Train workers (DDP processes)", lo=1)
+    cpus_per_worker: float = opt(1.0, "CPUs reserved per worker (its torch threads)", lo=0.0)
+    use_gpu: bool | None = opt(None, "one GPU per worker; null uses GPUs when the cluster "
+                               "has them")
+    max_failures: int = opt(2, "worker-group failures retried from the latest checkpoint",
+                            lo=0)
+
+
+S = TypeVar("S")
+
+
+def preset_names(schema: type = Config) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / schema.preset_folder).glob("*.yaml"))
+
+
+def load_config(preset: str = "laptop", overrides: list[str] | tuple[str, ...] = (),
+                schema: type[S] = Config) -> S:
+    """Defaults, then the preset (a name in configs/ or a YAML path), then overrides.
+
+    `schema` is the root dataclass (one field per section); its `preset_folder` names
+    the sub-folder of configs/ holding its presets."""
+    raw = _read_preset(preset, schema)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or "." not in key:
@@ -183,31 +216,34 @@ def load_config(preset: str = "laptop", overrides: list[str] | tuple[str, ...] =
         if not isinstance(raw[section], dict):
             raise UserError(f"config section {section!r} must be a mapping")
         raw[section][name] = yaml.safe_load(text) if text else ""
-    return build_config(raw)
+    return build_config(raw, schema)
 
 
-def build_config(raw: dict[str, Any]) -> Config:
-    """A validated Config from nested dicts of plain values."""
+def build_config(raw: dict[str, Any], schema: type[S] = Config) -> S:
+    """A validated config of type `schema` from nested dicts of plain values."""
+    known = typing.get_type_hints(schema)
+    known.pop("preset_folder", None)
     sections = {}
     for section, values in raw.items():
-        if section not in SECTIONS:
-            raise UserError(f"unknown config section {section!r}{_suggest(section, SECTIONS)};"
-                            f" allowed: {', '.join(SECTIONS)}")
+        if section not in known:
+            raise UserError(f"unknown config section {section!r}{_suggest(section, known)};"
+                            f" allowed: {', '.join(known)}")
         if not isinstance(values, dict):
             raise UserError(f"config section {section!r} must be a mapping, got {values!r}")
-        sections[section] = _build_section(section, SECTIONS[section], values)
-    config = Config(**sections)
-    _check_cross_fields(config)
+        sections[section] = _build_section(section, known[section], values)
+    config = schema(**sections)
+    if hasattr(config, "check"):
+        config.check()
     return config
 
 
-def _read_preset(preset: str) -> dict[str, Any]:
+def _read_preset(preset: str, schema: type) -> dict[str, Any]:
     path = Path(preset)
     if not path.suffix:
-        path = CONFIG_DIR / f"{preset}.yaml"
+        path = CONFIG_DIR / schema.preset_folder / f"{preset}.yaml"
     if not path.is_file():
         raise UserError(f"preset {preset!r} not found; available presets: "
-                        f"{', '.join(preset_names())} (or a path to a YAML file)")
+                        f"{', '.join(preset_names(schema))} (or a path to a YAML file)")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:

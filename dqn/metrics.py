@@ -1,4 +1,7 @@
-"""Metrics to a JSON-lines file and to W&B, on one global x-axis (env frames).
+"""Metrics to a JSON-lines file and to W&B, on one global x-axis.
+
+The DQN trainers step on env frames (`global/env_frames`); the Ray Train jobs name
+their own axis (`step_key`), e.g. generator updates or trained tokens.
 
 W&B runs offline when no API key is configured (sync later with `wandb sync`), online
 when one is, and `WANDB_MODE=disabled` turns it off (the tests do). Logging never
@@ -12,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 STEP_KEY = "global/env_frames"
 
@@ -27,7 +30,8 @@ def wandb_mode() -> str:
 class MetricLogger:
     def __init__(self, run_dir: Path, config: dict[str, Any], *, project: str = "raydqn",
                  group: str | None = None, job_type: str = "train", name: str = "run",
-                 resume: bool = False):
+                 resume: bool = False, step_key: str = STEP_KEY):
+        self.step_key = step_key
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / "metrics.jsonl"
         self._file = self.path.open("a")
@@ -42,13 +46,13 @@ class MetricLogger:
                 project=project, group=group, job_type=job_type, name=name, config=config,
                 mode=mode, dir=str(run_dir), id=_run_id(run_dir), resume="allow" if resume
                 else None, settings=wandb.Settings(console="off", silent=True))
-            self._wandb.define_metric(STEP_KEY)
-            self._wandb.define_metric("*", step_metric=STEP_KEY)
+            self._wandb.define_metric(step_key)
+            self._wandb.define_metric("*", step_metric=step_key)
         except Exception as err:  # logging must never stop training
             self._warn(err)
 
-    def log(self, env_frames: int, metrics: dict[str, float]) -> None:
-        row = {STEP_KEY: env_frames, "time": time.time(), **metrics}
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        row = {self.step_key: step, "time": time.time(), **metrics}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._wandb is not None:
@@ -57,7 +61,26 @@ class MetricLogger:
             except Exception as err:
                 self._warn(err)
 
-    def log_checkpoint(self, path: Path, env_frames: int) -> None:
+    def log_image(self, step: int, key: str, png: Path, caption: str | None = None) -> None:
+        """An image already written to disk, shown in W&B's media panel."""
+        if self._wandb is not None:
+            self._log_rich(step, lambda wandb: {key: wandb.Image(str(png), caption=caption)})
+
+    def log_table(self, step: int, key: str, columns: Sequence[str],
+                  rows: Sequence[Sequence[Any]]) -> None:
+        if self._wandb is not None:
+            self._log_rich(step, lambda wandb: {
+                key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+
+    def _log_rich(self, step: int, build: Any) -> None:
+        try:
+            import wandb
+
+            self._wandb.log({self.step_key: step, **build(wandb)})
+        except Exception as err:
+            self._warn(err)
+
+    def log_checkpoint(self, path: Path, step: int) -> None:
         """The checkpoint file as a W&B model artifact (a new version each time)."""
         if self._wandb is None:
             return
@@ -65,8 +88,11 @@ class MetricLogger:
             import wandb
 
             artifact = wandb.Artifact(f"{self._wandb.name}-checkpoint", type="model",
-                                      metadata={STEP_KEY: env_frames})
-            artifact.add_file(str(path))
+                                      metadata={self.step_key: step})
+            if path.is_dir():
+                artifact.add_dir(str(path))
+            else:
+                artifact.add_file(str(path))
             self._wandb.log_artifact(artifact)
         except Exception as err:
             self._warn(err)

@@ -26,7 +26,8 @@ from dqn.config import Config, load_config
 from dqn.envs import make_vector_env
 from dqn.learning import DQNLearner, resolve_device
 from dqn.replay import Batch
-from learner.driver import DistributedTrainer, init_ray
+from learner.cluster import init_ray
+from learner.driver import DistributedTrainer
 
 
 def _config(preset: str, overrides: list[str], name: str, *fixed: str) -> Config:

@@ -14,7 +14,6 @@ and resends the weights before the new collector acts. The learner never stops f
 from __future__ import annotations
 
 import math
-import os
 import time
 import uuid
 from collections import deque
@@ -38,6 +37,7 @@ from dqn.rate_limiter import RateLimiter
 from dqn.schedules import apex_epsilons, linear
 from dqn.serial import RESUME_HINT, frames_per_env_step
 from dqn.stopping import StopFlag
+from learner.cluster import init_ray
 from learner.learner_actor import LearnerActor, LearnerReport
 
 
@@ -51,20 +51,6 @@ class DistributedResult(NamedTuple):
 
 
 EVAL = "eval"  # the owner tag of the evaluator's call in `pending`
-
-
-def init_ray(cfg: Config) -> bool:
-    """Join the configured cluster (or RAY_ADDRESS), else start an embedded local Ray.
-
-    Returns whether this process started Ray (and so should shut it down)."""
-    if ray.is_initialized():
-        return False
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
-    return True
 
 
 class DistributedTrainer:

@@ -99,7 +99,7 @@ def _play_on_ray(cfg: Config, net, episodes: int, eps: float, seed: int,
     import ray
 
     from actors.evaluator import Evaluator
-    from learner.driver import init_ray
+    from learner.cluster import init_ray
 
     owns = init_ray(cfg)
     try:

@@ -1,0 +1,142 @@
+"""What the Ray Train jobs (GANs, language models) share.
+
+    raydqn gan train ... / raydqn lm train ...
+      └─ run_job(train_fn, cfg)          driver: Ray up, one TorchTrainer per run name
+           └─ train_fn(loop_config)      every worker (DDP through ray.train.torch):
+                state = restore()        # the latest checkpoint's state, None when fresh
+                ...train...
+                report(metrics, state)   # every rank calls it; rank 0 saves the state
+
+A run lives in `<run.out_dir>/<run.name>/`: Ray Train's checkpoints (`checkpoint_*/`,
+each holding `state.pt`), its run state, and rank 0's `metrics.jsonl` and W&B folder.
+Rerunning the same run name resumes: Ray Train V2 reloads its checkpoint manager from
+that folder and `ray.train.get_checkpoint()` hands the workers the latest checkpoint.
+`FailureConfig(max_failures)` restarts a failed worker group from it too.
+
+Worker output reaches the console as plain lines (`Progress`): a tqdm bar cannot
+redraw through Ray's log forwarding.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from dqn.errors import UserError
+from learner.cluster import init_ray
+
+STATE_FILE = "state.pt"
+
+
+def run_dir_of(cfg: Any) -> Path:
+    return Path(cfg.run.out_dir).resolve() / cfg.run.name
+
+
+def run_job(train_fn: Callable[[dict], None], cfg: Any) -> ray.train.Result:
+    """Run `train_fn(config)` on `cfg.ray.num_workers` Ray Train workers; config["cfg"]
+    is `cfg` itself (a frozen dataclass). Joins or starts Ray as `raydqn train` does."""
+    # Train V2 would send every worker print() through its logger *and* the console.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    owns_ray = init_ray(cfg, log_to_driver=True, dashboard=True)
+    try:
+        use_gpu = cfg.ray.use_gpu
+        if use_gpu is None:
+            use_gpu = ray.cluster_resources().get("GPU", 0) >= cfg.ray.num_workers
+        trainer = TorchTrainer(
+            train_fn, train_loop_config={"cfg": cfg},
+            scaling_config=ScalingConfig(
+                num_workers=cfg.ray.num_workers, use_gpu=use_gpu,
+                resources_per_worker={"CPU": cfg.ray.cpus_per_worker}),
+            run_config=RunConfig(
+                name=cfg.run.name, storage_path=str(Path(cfg.run.out_dir).resolve()),
+                failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=2)))
+        return trainer.fit()
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def rank() -> int:
+    return ray.train.get_context().get_world_rank()
+
+
+def world_size() -> int:
+    return ray.train.get_context().get_world_size()
+
+
+def restore() -> dict | None:
+    """The state saved by the latest `report(..., state)` of this run, or None."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def report(metrics: dict[str, float], state: dict | None = None) -> None:
+    """Every rank must call this together (Ray Train synchronizes reports); rank 0
+    alone writes `state` (plain tensors and numbers, saved with torch.save)."""
+    if state is None or rank() != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / STATE_FILE)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+
+
+def latest_state(path: Path) -> dict:
+    """A job's state from a run folder (its newest checkpoint) or a `state.pt` file,
+    read outside Ray; a missing or unreadable one is a `UserError`."""
+    if path.is_dir():
+        files = sorted(path.glob(f"checkpoint_*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime)
+        if not files:
+            raise UserError(f"no checkpoint in {str(path)!r} (expected "
+                            f"checkpoint_*/{STATE_FILE}); train a run there first")
+        path = files[-1]
+    if not path.is_file():
+        raise UserError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise UserError(f"checkpoint {str(path)!r} is not readable "
+                        f"({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "job" not in state:
+        raise UserError(f"checkpoint {str(path)!r} was not written by a raydqn Train job")
+    return state
+
+
+class Progress:
+    """One console line every `every_s` seconds: step/total, rate, ETA and metrics."""
+
+    def __init__(self, total: int, unit: str, start: int = 0, every_s: float = 10.0):
+        self.total, self.unit, self.every_s = total, unit, every_s
+        self.start, self.t0, self.last = start, time.monotonic(), 0.0
+
+    def update(self, step: int, metrics: dict[str, float], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = (step - self.start) / max(now - self.t0, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else math.inf
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        print(f"[{step}/{self.total} {self.unit}  {rate:.3g} {self.unit}/s  "
+              f"eta {_clock(eta)}]  {shown}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
