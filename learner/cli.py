@@ -2,7 +2,7 @@
 
     raydqn train [--preset NAME] [--serial] [--address ADDR] [section.key=value ...]
     raydqn bench replay|env [--seconds S]
-    raydqn bench collect|learner|system [--preset NAME] [section.key=value ...]
+    raydqn bench collect|learner|system|rllib [--preset NAME] [section.key=value ...]
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
                    [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
     raydqn plot RUN_DIR --out curve.png
@@ -41,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="run env, replay and learner in this one process (no Ray)")
     train.add_argument("--address", help="Ray cluster to join, e.g. auto (sets ray.address)")
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
-    bench.add_argument("what", choices=("replay", "env", "collect", "learner", "system"))
+    bench.add_argument("what", choices=("replay", "env", "collect", "learner", "system",
+                                        "rllib"))
     bench.add_argument("--preset", default="laptop",
-                       help="preset for collect, learner and system")
-    bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+                       help="preset for collect, learner, system and rllib")
+    bench.add_argument("--seconds", type=float, default=None,
+                       help="time per measurement (default 3; rllib: 300 per side)")
     bench.add_argument("--game", default="pong", help="ALE game for `bench env`")
     bench.add_argument("--envs", type=int, default=16, help="envs in the vector env for `bench env`")
     ev = sub.add_parser("evaluate", help="score checkpoints under a stated protocol")
@@ -124,6 +126,8 @@ def _run(args: argparse.Namespace) -> int:
             tsne_states=args.tsne_states)
         print(summary_table(results))
     elif args.command == "bench":
+        if args.seconds is None:
+            args.seconds = 300.0 if args.what == "rllib" else 3.0
         if args.seconds <= 0:
             raise UserError(f"--seconds {args.seconds} must be positive")
         if args.envs < 1:
@@ -133,6 +137,10 @@ def _run(args: argparse.Namespace) -> int:
 
             report = (bench.bench_replay(args.seconds) if args.what == "replay"
                       else bench.bench_env(args.game, args.seconds, args.envs))
+        elif args.what == "rllib":
+            from learner.rllib_bench import bench_rllib
+
+            report = bench_rllib(args.preset, args.overrides, args.seconds)
         else:
             from dqn.config import load_config
             from learner import bench as system_bench
