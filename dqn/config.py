@@ -149,11 +149,23 @@ class RayConfig:
                                        "pin it to nodes started with --resources")
 
 
-@dataclass(frozen=True)
-class Config:
-    """The DQN trainer's configuration (presets directly in configs/)."""
+class ConfigRoot:
+    """What every job's root config class shares: one dataclass field per section,
+    its presets in `configs/<preset_folder>/`, and `check()` for rules across fields."""
 
     preset_folder: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def check(self) -> None:
+        """Raise a UserError for values that are wrong together."""
+
+
+@dataclass(frozen=True)
+class Config(ConfigRoot):
+    """The DQN trainer's configuration (presets directly in configs/)."""
+
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
@@ -161,9 +173,6 @@ class Config:
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     run: RunConfig = field(default_factory=RunConfig)
     ray: RayConfig = field(default_factory=RayConfig)
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
 
     def check(self) -> None:
         _check_cross_fields(self)
@@ -232,8 +241,7 @@ def build_config(raw: dict[str, Any], schema: type[S] = Config) -> S:
             raise UserError(f"config section {section!r} must be a mapping, got {values!r}")
         sections[section] = _build_section(section, known[section], values)
     config = schema(**sections)
-    if hasattr(config, "check"):
-        config.check()
+    config.check()
     return config
 
 

@@ -18,6 +18,8 @@ import json
 import sys
 
 from dqn.errors import UserError
+from learner import gan_cli
+from learner import lm_cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("run_dir", help="a run folder, e.g. runs/laptop-pong")
     plot.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curve.png)")
     sub.add_parser("presets", help="list the presets in configs/")
+    gan_cli.add_parser(sub)
+    lm_cli.add_parser(sub)
     # Overrides (section.key=value) may sit anywhere among the options.
     args, extra = parser.parse_known_args(argv)
-    takes_overrides = args.command in ("train", "bench")
+    takes_overrides = args.command in ("train", "bench", "gan", "lm")
     unknown = [a for a in extra if not takes_overrides or "=" not in a or a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -125,6 +129,10 @@ def _run(args: argparse.Namespace) -> int:
             json_path=args.json_path, video=args.video, tsne=args.tsne,
             tsne_states=args.tsne_states)
         print(summary_table(results))
+    elif args.command == "gan":
+        return gan_cli.run(args)
+    elif args.command == "lm":
+        return lm_cli.run(args)
     elif args.command == "bench":
         if args.seconds is None:
             args.seconds = 300.0 if args.what == "rllib" else 3.0

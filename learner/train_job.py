@@ -19,6 +19,7 @@ redraw through Ray's log forwarding.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -44,7 +45,10 @@ def run_dir_of(cfg: Any) -> Path:
 
 def run_job(train_fn: Callable[[dict], None], cfg: Any) -> ray.train.Result:
     """Run `train_fn(config)` on `cfg.ray.num_workers` Ray Train workers; config["cfg"]
-    is `cfg` itself (a frozen dataclass). Joins or starts Ray as `raydqn train` does."""
+    is `cfg` itself (a frozen dataclass) with `run.out_dir` made absolute: workers run
+    in Ray's own working folder. Joins or starts Ray as `raydqn train` does."""
+    absolute = str(Path(cfg.run.out_dir).resolve())
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=absolute))
     # Train V2 would send every worker print() through its logger *and* the console.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     owns_ray = init_ray(cfg, log_to_driver=True, dashboard=True)
@@ -58,7 +62,7 @@ def run_job(train_fn: Callable[[dict], None], cfg: Any) -> ray.train.Result:
                 num_workers=cfg.ray.num_workers, use_gpu=use_gpu,
                 resources_per_worker={"CPU": cfg.ray.cpus_per_worker}),
             run_config=RunConfig(
-                name=cfg.run.name, storage_path=str(Path(cfg.run.out_dir).resolve()),
+                name=cfg.run.name, storage_path=cfg.run.out_dir,
                 failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=2)))
         return trainer.fit()

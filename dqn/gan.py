@@ -1,0 +1,176 @@
+"""DCGAN (Radford et al. 2016) and its conditional extension, and one training step.
+
+Generator: noise z (plus, when conditional, a label embedding) -> a 4x4 map through a
+transposed convolution, then fractionally-strided (transposed, stride 2) convolutions
+that double the size and halve the channels, batch normalization and ReLU after each,
+tanh at the output so images live in [-1, 1].
+
+Discriminator: the mirror image, strided convolutions that halve the size and double
+the channels, LeakyReLU(0.2) throughout and batch normalization inside (none on the
+first layer, as DCGAN), ending in one logit. When conditional, the label's embedding is
+drawn as one extra image-sized input channel (Mirza & Osindero 2014).
+
+The two play a game: a discriminator step (real -> 1, fake -> 0), then a generator
+step. The generator's loss is the non-saturating -log D(G(z)) by default (strong
+gradients early, when D easily rejects fakes); the original minimax log(1 - D(G(z)))
+is selectable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dqn.gan_config import GanModelConfig
+
+
+def _num_upsamplings(image_size: int) -> int:
+    return int(math.log2(image_size)) - 2  # 4x4 doubled to image_size
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GanModelConfig, image_size: int, num_classes: int):
+        super().__init__()
+        self.latent_size, self.image_size = cfg.latent_size, image_size
+        self.num_classes = num_classes
+        n = _num_upsamplings(image_size)
+        self.embed = (nn.Embedding(num_classes, cfg.embed_size) if cfg.conditional
+                      else None)
+        channels = [cfg.g_width * 2 ** i for i in reversed(range(n))]  # e.g. 8w 4w 2w w
+        fan_in = cfg.latent_size + (cfg.embed_size if cfg.conditional else 0)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(fan_in, channels[0], 4, 1, 0, bias=False),  # 1 -> 4
+            nn.BatchNorm2d(channels[0]), nn.ReLU(True)]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(_dcgan_init)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)
+        return self.net(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: GanModelConfig, image_size: int, num_classes: int):
+        super().__init__()
+        self.image_size = image_size
+        n = _num_upsamplings(image_size)
+        self.embed = (nn.Embedding(num_classes, image_size * image_size) if cfg.conditional
+                      else None)
+        channels = [cfg.d_width * 2 ** i for i in range(n)]  # e.g. w 2w 4w 8w
+        fan_in = 3 + (1 if cfg.conditional else 0)
+        layers: list[nn.Module] = [nn.Conv2d(fan_in, channels[0], 4, 2, 1, bias=False),
+                                   nn.LeakyReLU(0.2, True)]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+        # 4x4 -> one logit; with minibatch_std one more input channel (see forward)
+        self.minibatch_std = cfg.minibatch_std
+        layers += [nn.Conv2d(channels[-1] + int(cfg.minibatch_std), 1, 4, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+        self.apply(_dcgan_init)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if self.embed is not None:
+            size = self.image_size
+            images = torch.cat([images, self.embed(labels).view(-1, 1, size, size)], dim=1)
+        if not self.minibatch_std:
+            return self.net(images).view(-1)
+        # Karras et al. 2018: the batch's spread as a feature, so a generator that
+        # draws one image per label (mode collapse) is easy to tell from real batches.
+        h = self.net[:-1](images)
+        spread = h.std(dim=0).mean().expand(h.shape[0], 1, *h.shape[2:])
+        return self.net[-1](torch.cat([h, spread], dim=1)).view(-1)
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialization: weights from N(0, 0.02); BN scales from N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def to_unit(images_uint8_nchw: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the generator's tanh range."""
+    return images_uint8_nchw.float() / 127.5 - 1.0
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(x) - log(1 - D(G(z))), averaged: the discriminator's side of the game."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "non_saturating":
+        return F.softplus(-fake_logits).mean()   # -log D(G(z))
+    if kind == "minimax":
+        return -F.softplus(fake_logits).mean()   # log(1 - D(G(z)))
+    raise ValueError(f"unknown generator loss {kind!r}")
+
+
+class StepStats(NamedTuple):
+    loss_d: float
+    loss_g: float
+    d_real: float   # mean D(x) on the real batch
+    d_fake: float   # mean D(G(z)) seen by the discriminator step
+
+
+class GanParts(NamedTuple):
+    generator: nn.Module       # possibly DDP-wrapped
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
+               latent_size: int, g_loss: str) -> StepStats:
+    """One discriminator update, then one generator update, on a batch in [-1, 1]."""
+    g, d, opt_g, opt_d = parts
+    z = torch.randn(real.shape[0], latent_size, device=real.device)
+    fake = g(z, labels)
+    # D step: real and fake in separate batches, so batch norm never mixes them (DCGAN).
+    opt_d.zero_grad(set_to_none=True)
+    real_logits = d(real, labels)
+    fake_logits = d(fake.detach(), labels)
+    loss_d = discriminator_loss(real_logits, fake_logits)
+    loss_d.backward()
+    opt_d.step()
+    # G step on the same fakes against the updated discriminator.
+    opt_g.zero_grad(set_to_none=True)
+    loss_g = generator_loss(d(fake, labels), g_loss)
+    loss_g.backward()
+    opt_g.step()
+    return StepStats(loss_d.item(), loss_g.item(),
+                     torch.sigmoid(real_logits).mean().item(),
+                     torch.sigmoid(fake_logits).mean().item())
+
+
+def adam(module: nn.Module, lr: float, beta1: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=(beta1, 0.999))
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
+             batch: int = 256) -> torch.Tensor:
+    """uint8 NCHW images from noise `z` (and labels), in eval mode (running BN stats)."""
+    was_training = generator.training
+    generator.eval()
+    out = [to_uint8(generator(z[i:i + batch], None if labels is None else
+                              labels[i:i + batch])) for i in range(0, len(z), batch)]
+    generator.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,103 @@
+"""The GAN job's configuration (presets in configs/gan/).
+
+Sizes follow DCGAN (Radford et al. 2016): 100-d noise, Adam at 2e-4 with beta1 = 0.5,
+widths doubling per layer from `width` at the image end. Image sizes are powers of two
+from 16 (two up-sampling layers) to 128.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from dqn.config import ConfigRoot, JobRunConfig, ScalingSection, opt
+from dqn.errors import UserError
+from dqn.frames import FramePlan, check_games
+
+
+@dataclass(frozen=True)
+class GanDataConfig:
+    games: tuple[str, ...] = opt(("pong", "breakout", "space_invaders", "seaquest"),
+                                 "ALE games rendered as the data; the label is the game")
+    frames_per_game: int = opt(3000, "frames kept per game", lo=8)
+    keep_every_env_steps: int = opt(6, "keep one frame every this many env steps (4 "
+                                    "emulator frames each), so kept frames differ", lo=1)
+    image_size: int = opt(64, "frames are resized to image_size x image_size RGB",
+                          choices=(16, 32, 64, 128))
+    dqn_checkpoints: tuple[str, ...] = opt((), "DQN checkpoints whose games are played "
+                                           "eps-greedily; other games play random actions")
+    dqn_eps: float = opt(0.05, "epsilon of the DQN policies", lo=0.0, hi=1.0)
+    image_folder: str | None = opt(None, "a folder of images (one sub-folder per class) "
+                                   "used instead of ALE frames")
+    heldout_fraction: float = opt(0.2, "fraction of each class held out to score the "
+                                  "models", lo=0.05, hi=0.5)
+    cache_dir: str = opt("runs/gan_data", "where the built .npz data sets are cached")
+
+
+@dataclass(frozen=True)
+class GanModelConfig:
+    conditional: bool = opt(True, "condition both networks on the class label (Mirza & "
+                            "Osindero 2014); false trains a plain DCGAN")
+    latent_size: int = opt(100, "noise dimensions fed to the generator", lo=1)
+    g_width: int = opt(64, "generator channels at its last hidden layer; doubling "
+                       "towards the noise", lo=1)
+    d_width: int = opt(64, "discriminator channels at its first layer; doubling "
+                       "towards the logit", lo=1)
+    embed_size: int = opt(16, "label embedding size fed to the generator", lo=1)
+    minibatch_std: bool = opt(False, "feed the batch's feature spread to the "
+                              "discriminator's last layer (Karras et al. 2018), against "
+                              "mode collapse")
+
+
+@dataclass(frozen=True)
+class GanTrainConfig:
+    epochs: int = opt(20, "passes over the training frames", lo=1)
+    batch_size: int = opt(64, "images per update over all workers (split evenly)", lo=1)
+    lr_g: float = opt(2e-4, "generator Adam step size (DCGAN)", lo=0.0)
+    lr_d: float = opt(2e-4, "discriminator Adam step size (DCGAN)", lo=0.0)
+    beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5 steadies the game)", lo=0.0, hi=1.0)
+    g_loss: str = opt("non_saturating", "non_saturating: G minimizes -log D(G(z)); "
+                      "minimax: G minimizes log(1 - D(G(z))) (Goodfellow et al. 2014)",
+                      choices=("non_saturating", "minimax"))
+    log_every_updates: int = opt(20, "generator updates between metric rows", lo=1)
+    grid_images: int = opt(64, "images in the per-epoch sample grid (fixed noise)", lo=1)
+
+
+@dataclass(frozen=True)
+class GanQualityConfig:
+    classifier_updates: int = opt(300, "updates of the game classifier on real frames",
+                                  lo=1)
+    classifier_width: int = opt(16, "channels of the classifier's first conv", lo=1)
+    samples: int = opt(1000, "generated images scored per evaluation, and frames in "
+                       "each held-out half (capped by half the held-out frames)", lo=8)
+    every_epochs: int = opt(1, "epochs between quality evaluations (the last always "
+                            "runs)", lo=1)
+
+
+@dataclass(frozen=True)
+class GanConfig(ConfigRoot):
+    """DCGAN / conditional GAN on Atari frames, trained as a Ray Train job."""
+
+    preset_folder: ClassVar[str] = "gan"
+    data: GanDataConfig = field(default_factory=GanDataConfig)
+    model: GanModelConfig = field(default_factory=GanModelConfig)
+    train: GanTrainConfig = field(default_factory=GanTrainConfig)
+    quality: GanQualityConfig = field(default_factory=GanQualityConfig)
+    run: JobRunConfig = field(default_factory=lambda: JobRunConfig(name="gan"))
+    ray: ScalingSection = field(default_factory=ScalingSection)
+
+    def check(self) -> None:
+        if self.data.image_folder is None:
+            if not self.data.games:
+                raise UserError("config data.games is empty; name at least one ALE game")
+            check_games(self.data.games)
+        if self.train.batch_size % self.ray.num_workers:
+            raise UserError(f"config train.batch_size = {self.train.batch_size} must be a "
+                            f"multiple of ray.num_workers = {self.ray.num_workers}")
+
+    def frame_plan(self) -> FramePlan:
+        d = self.data
+        return FramePlan(d.games, d.frames_per_game, d.keep_every_env_steps, d.image_size,
+                         self.run.seed, tuple(str(Path(p).resolve()) for p in
+                                              d.dqn_checkpoints), d.dqn_eps)

@@ -1,0 +1,161 @@
+"""`raydqn gan ...`: build the frame data, train the GAN on Ray Train, draw and score.
+
+    raydqn gan data   [--preset P] [section.key=value ...]
+    raydqn gan train  [--preset P] [--address ADDR] [section.key=value ...]
+    raydqn gan sample RUN_DIR|STATE.pt [--game pong] [--n 64] [--out grid.png] [--seed 0]
+    raydqn gan score  RUN_DIR|STATE.pt
+
+Everything the user can get wrong (config, game, image folder, checkpoint) is checked
+here, before Ray starts; the frames and the judging classifier are built here too, so
+the workers only read files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from dqn.errors import UserError
+
+if TYPE_CHECKING:  # the heavy imports wait until a gan command runs
+    from dqn.gan import Generator
+    from dqn.gan_config import GanConfig
+    from learner.gan_job import DataFiles
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    gan = sub.add_parser("gan", help="DCGAN / conditional GAN on Atari frames (Ray Train)")
+    cmds = gan.add_subparsers(dest="gan_command", required=True)
+    for name, text in (("data", "render and cache the ALE frames (and the classifier)"),
+                       ("train", "train on Ray Train workers; rerun a run name to resume")):
+        p = cmds.add_parser(name, help=text)
+        p.add_argument("--preset", default="conditional",
+                       help="a configs/gan/ preset or a YAML path")
+        p.usage = f"raydqn gan {name} [--preset NAME] [section.key=value ...]"
+        if name == "train":
+            p.add_argument("--address", help="Ray cluster to join (sets ray.address)")
+    sample = cmds.add_parser("sample", help="draw a grid of images from a checkpoint")
+    sample.add_argument("checkpoint", metavar="RUN_DIR_OR_STATE")
+    sample.add_argument("--game", help="the game to draw (conditional models); default: "
+                        "every game, in blocks")
+    sample.add_argument("--n", type=int, default=64, help="images in the grid")
+    sample.add_argument("--out", default="grid.png", help="PNG path")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed")
+    score = cmds.add_parser("score", help="quality numbers of a checkpoint (JSON)")
+    score.add_argument("checkpoint", metavar="RUN_DIR_OR_STATE")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.overrides and args.gan_command in ("sample", "score"):
+        raise UserError(f"raydqn gan {args.gan_command} takes no config overrides "
+                        f"({' '.join(args.overrides)})")
+    if args.gan_command in ("data", "train"):
+        overrides = list(args.overrides)
+        if getattr(args, "address", None):
+            overrides.append(f"ray.address={args.address}")
+        from dqn.config import load_config
+        from dqn.gan_config import GanConfig
+
+        cfg = load_config(args.preset, overrides, schema=GanConfig)
+        files = prepare(cfg)
+        if args.gan_command == "data":
+            print(json.dumps(files._asdict()))
+        else:
+            print(json.dumps(train(cfg, files)))
+    elif args.gan_command == "sample":
+        print(sample(Path(args.checkpoint), args.game, args.n, Path(args.out), args.seed))
+    else:
+        print(json.dumps(score(Path(args.checkpoint))))
+    return 0
+
+
+def prepare(cfg: GanConfig, progress: bool = True) -> DataFiles:
+    """The frames .npz and the trained classifier, built or found in the cache."""
+    from dqn.frames import dataset_file
+    from dqn.gan_quality import judge_file
+    from learner.gan_job import DataFiles
+
+    frames = dataset_file(cfg.frame_plan(), cfg.data.image_folder,
+                          Path(cfg.data.cache_dir), progress)
+    judge = judge_file(frames, cfg.data.heldout_fraction, cfg.run.seed,
+                       cfg.quality.classifier_updates, cfg.quality.classifier_width)
+    return DataFiles(str(frames), str(judge))
+
+
+def train(cfg: GanConfig, files: DataFiles) -> dict[str, float]:
+    """Run the job; the last reported metrics (quality included), printed as a line."""
+    from learner.gan_job import format_quality, make_train_fn
+    from learner.train_job import run_job
+
+    result = run_job(make_train_fn(files), cfg)
+    metrics = dict(result.metrics or {})
+    print(f"final quality: {format_quality(metrics)}", flush=True)
+    return metrics
+
+
+def _load_gan(path: Path) -> tuple[GanConfig, Generator, dict]:
+    from dqn.checkpoint import load_weights
+    from dqn.config import build_config
+    from dqn.gan import Generator
+    from dqn.gan_config import GanConfig
+    from learner.train_job import latest_state
+
+    state = latest_state(path)
+    if state["job"] != "gan":
+        raise UserError(f"checkpoint {str(path)!r} was written by the {state['job']!r} job, "
+                        f"not the GAN")
+    cfg = build_config(state["config"], GanConfig)
+    g = Generator(cfg.model, cfg.data.image_size, len(state["names"]))
+    load_weights(g, state["generator"], path)
+    return cfg, g.eval(), state
+
+
+def sample(path: Path, game: str | None, n: int, out: Path, seed: int) -> Path:
+    import numpy as np
+    import torch
+
+    from dqn.gan import generate
+    from dqn.gan_quality import image_grid, write_png
+
+    if n < 1:
+        raise UserError(f"--n {n} must be at least 1")
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {str(out)!r} must name a .png file")
+    cfg, g, state = _load_gan(path)
+    names = tuple(state["names"])
+    if game is not None and not cfg.model.conditional:
+        raise UserError(f"--game {game!r}: this model is unconditional (it draws every "
+                        f"game at random); leave --game out")
+    if game is not None and game not in names:
+        raise UserError(f"--game {game!r} is not one this model learned; choose one of "
+                        f"{', '.join(names)}")
+    z = torch.randn(n, cfg.model.latent_size, generator=torch.Generator().manual_seed(seed))
+    labels = None
+    if cfg.model.conditional:
+        labels = (torch.full((n,), names.index(game)) if game is not None
+                  else torch.arange(n) * len(names) // n)
+    images = generate(g, z, labels).numpy()
+    return write_png(image_grid(images, columns=int(np.ceil(np.sqrt(n)))), out)
+
+
+def score(path: Path) -> dict[str, float]:
+    """The quality numbers for a checkpoint, judged on its own held-out frames."""
+    from dqn.frames import load_frames, split_heldout
+    from dqn.gan_quality import Judge, load_judge
+    from learner.gan_job import score_generator
+
+    cfg, g, state = _load_gan(path)
+    files = state["files"]
+    for kind in ("frames", "judge"):
+        if not Path(files[kind]).is_file():
+            raise UserError(f"the checkpoint's {kind} file {files[kind]!r} is gone; rerun "
+                            f"`raydqn gan data` with the run's config to rebuild it")
+    _, heldout = split_heldout(load_frames(Path(files["frames"])),
+                               cfg.data.heldout_fraction, cfg.run.seed)
+    judge = Judge(load_judge(Path(files["judge"])), heldout, cfg.run.seed,
+                  cfg.quality.samples)
+    quality = score_generator(cfg, judge, g)
+    return {"epoch": state["epoch"], "g_updates": state["g_updates"], **quality.metrics()}

@@ -1,0 +1,208 @@
+"""The GAN as a Ray Train job: DDP workers alternate discriminator and generator steps.
+
+    driver (gan_cli):  frames .npz built and the game classifier trained BEFORE Ray
+                       starts; both cached, read by the workers by absolute path
+    every worker:      prepare_model(G), prepare_model(D), prepare_data_loader;
+                       per batch: D step, G step (dqn.gan.train_step)
+    rank 0:            metrics (losses/d, losses/g, D(x), D(G(z))) on global/g_updates,
+                       a sample grid from fixed noise each epoch (PNG + W&B image),
+                       quality numbers (dqn.gan_quality), the checkpoint state
+    every rank:        report(metrics, state) once per epoch -> rank 0's checkpoint
+
+Rerunning the same run name resumes from the newest checkpoint (epoch and update
+counters carry on); FailureConfig restarts a failed worker group from it too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from dqn.frames import FrameSet, load_frames, split_heldout
+from dqn.gan import Discriminator, GanParts, Generator, adam, generate, to_unit, train_step
+from dqn.gan_config import GanConfig
+from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
+from learner.train_job import Progress, rank, report, restore, run_dir_of, world_size
+
+STEP_KEY = "global/g_updates"
+
+
+class DataFiles(NamedTuple):
+    """Absolute paths the driver prepared: the frames and the trained classifier."""
+
+    frames: str
+    judge: str
+
+
+def make_train_fn(files: DataFiles) -> Callable[[dict], None]:
+    def train_fn(config: dict) -> None:
+        _train(config["cfg"], files)
+    return train_fn
+
+
+def fixed_inputs(cfg: GanConfig, num_classes: int, n: int
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The grid's noise (the same every epoch and every run of a seed) and its labels:
+    blocks of equal size per class, so each game fills its own rows."""
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    z = torch.randn(n, cfg.model.latent_size, generator=gen)
+    labels = torch.arange(n) * num_classes // n if cfg.model.conditional else None
+    return z, labels
+
+
+def _train(cfg: GanConfig, files: DataFiles) -> None:
+    import ray.train.torch
+
+    torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
+    torch.manual_seed(cfg.run.seed * 1000 + rank())  # each rank draws its own noise
+    train, heldout = split_heldout(load_frames(Path(files.frames)),
+                                   cfg.data.heldout_fraction, cfg.run.seed)
+    state = restore()
+    parts, epoch, updates = _build(cfg, len(train.names), state)
+    if epoch >= cfg.train.epochs:  # already trained: hand back the last numbers
+        report(state["last_metrics"])
+        return
+    loader, sampler = _loader(cfg, train)
+    lead = _Lead(cfg, files, heldout, resumed=state is not None) if rank() == 0 else None
+    progress = Progress(cfg.train.epochs * len(loader), "G updates", start=updates)
+    device = ray.train.torch.get_device()
+    while epoch < cfg.train.epochs:
+        sampler.set_epoch(epoch)
+        sums, count, t0 = np.zeros(4), 0, time.monotonic()
+        for images, labels in loader:
+            stats = train_step(parts, to_unit(images.to(device)),
+                               labels.to(device) if cfg.model.conditional else None,
+                               cfg.model.latent_size, cfg.train.g_loss)
+            updates += 1
+            sums, count = sums + stats, count + 1
+            if lead is not None and updates % cfg.train.log_every_updates == 0:
+                lead.log_losses(updates, sums / count, progress)
+                sums, count = np.zeros(4), 0
+        epoch += 1
+        metrics = {"epoch": epoch, "g_updates": updates,
+                   "charts/epoch_seconds": time.monotonic() - t0}
+        saved = None
+        if lead is not None:
+            metrics.update(lead.end_epoch(epoch, updates, _unwrap(parts.generator)))
+            saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
+        report(metrics, saved)
+    if lead is not None:
+        lead.close()
+
+
+def _build(cfg: GanConfig, classes: int, state: dict | None) -> tuple[GanParts, int, int]:
+    """Both networks (restored when `state` is given) wrapped for DDP, their
+    optimizers, and the epoch and generator-update counters to carry on from."""
+    import ray.train.torch
+
+    g = Generator(cfg.model, cfg.data.image_size, classes)
+    d = Discriminator(cfg.model, cfg.data.image_size, classes)
+    if state is not None:
+        g.load_state_dict(state["generator"])
+        d.load_state_dict(state["discriminator"])
+    g, d = ray.train.torch.prepare_model(g), ray.train.torch.prepare_model(d)
+    # Optimizers after prepare_model, so their state loads onto the params' device.
+    opt_g = adam(g, cfg.train.lr_g, cfg.train.beta1)
+    opt_d = adam(d, cfg.train.lr_d, cfg.train.beta1)
+    if state is None:
+        return GanParts(g, d, opt_g, opt_d), 0, 0
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    return GanParts(g, d, opt_g, opt_d), state["epoch"], state["g_updates"]
+
+
+def _state(cfg: GanConfig, files: DataFiles, names: tuple[str, ...], parts: GanParts,
+           epoch: int, updates: int, metrics: dict[str, float]) -> dict:
+    """What a checkpoint holds: enough to resume, to sample and to score."""
+    return {"job": "gan", "config": cfg.to_dict(), "names": names,
+            "files": files._asdict(), "epoch": epoch, "g_updates": updates,
+            "generator": _unwrap(parts.generator).state_dict(),
+            "discriminator": _unwrap(parts.discriminator).state_dict(),
+            "opt_g": parts.opt_g.state_dict(), "opt_d": parts.opt_d.state_dict(),
+            "last_metrics": metrics}
+
+
+def _loader(cfg: GanConfig, train: FrameSet) -> tuple[DataLoader, DistributedSampler]:
+    import ray.train.torch
+
+    dataset = TensorDataset(nchw(train.images), torch.from_numpy(train.labels))
+    # Our own sampler (prepare_data_loader keeps a DistributedSampler it is given),
+    # so shuffling follows run.seed and set_epoch on every worker count.
+    sampler = DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
+                                 shuffle=True, seed=cfg.run.seed, drop_last=True)
+    per_worker = cfg.train.batch_size // world_size()
+    loader = DataLoader(dataset, batch_size=per_worker, sampler=sampler, drop_last=True)
+    return ray.train.torch.prepare_data_loader(loader, move_to_device=False), sampler
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return getattr(module, "module", module)  # DDP keeps the model in .module
+
+
+class _Lead:
+    """Rank 0's side jobs: metrics, sample grids, quality numbers."""
+
+    def __init__(self, cfg: GanConfig, files: DataFiles, heldout: FrameSet, resumed: bool):
+        from dqn.metrics import MetricLogger
+
+        self.cfg, self.run_dir = cfg, run_dir_of(cfg)
+        self.logger = MetricLogger(self.run_dir, cfg.to_dict(), group="gan", job_type="gan",
+                                   name=cfg.run.name, resume=resumed, step_key=STEP_KEY)
+        self.judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed,
+                           cfg.quality.samples)
+        self.names = heldout.names
+        self.grid_z, self.grid_labels = fixed_inputs(cfg, len(self.names),
+                                                     cfg.train.grid_images)
+
+    def log_losses(self, updates: int, means: np.ndarray, progress: Progress) -> None:
+        row = {"losses/d": means[0], "losses/g": means[1], "D(x)": means[2],
+               "D(G(z))": means[3]}
+        self.logger.log(updates, row)
+        progress.update(updates, row)
+
+    def end_epoch(self, epoch: int, updates: int, g: torch.nn.Module) -> dict[str, float]:
+        images = generate(g, self.grid_z, self.grid_labels).numpy()
+        png = write_png(image_grid(images, columns=_grid_columns(len(images))),
+                        self.run_dir / "samples" / f"epoch_{epoch:03d}.png")
+        caption = (" / ".join(self.names) + " (rows in that order)"
+                   if self.cfg.model.conditional else "unconditional samples")
+        self.logger.log_image(updates, "samples", png, caption)
+        last = epoch == self.cfg.train.epochs
+        if epoch % self.cfg.quality.every_epochs and not last:
+            return {}
+        quality = score_generator(self.cfg, self.judge, g)
+        self.logger.log(updates, {"epoch": epoch, **quality.metrics()})
+        print(f"[epoch {epoch}] {format_quality(quality.metrics())}", flush=True)
+        return quality.metrics()
+
+    def close(self) -> None:
+        self.logger.close()
+
+
+def score_generator(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> Quality:
+    """The quality numbers of `g`, from the same noise every time (seed + 1), drawn for
+    the same games as held-out half B, in its order (see dqn.gan_quality)."""
+    labels = judge.labels_b
+    gen = torch.Generator().manual_seed(cfg.run.seed + 1)
+    z = torch.randn(len(labels), cfg.model.latent_size, generator=gen)
+    if not cfg.model.conditional:
+        return judge.score(generate(g, z, None), None)
+    return judge.score(generate(g, z, torch.from_numpy(labels)), labels)
+
+
+def _grid_columns(n: int) -> int:
+    return max(1, int(np.ceil(np.sqrt(n))))
+
+
+def format_quality(metrics: dict[str, float]) -> str:
+    names = {"quality/classifier_heldout_acc": "classifier held-out acc",
+             "quality/conditional_acc": "conditional acc",
+             "quality/cfd": "classifier Fréchet distance (CFD)",
+             "quality/cfd_real_vs_real": "CFD real-vs-real",
+             "quality/cfd_ratio": "CFD / real-vs-real"}
+    return "  ".join(f"{label} {metrics[k]:.4g}" for k, label in names.items() if k in metrics)

@@ -1,0 +1,259 @@
+"""The GAN job: the networks as DCGAN describes them, the losses, the data, the quality
+maths, a two-worker Ray Train run that resumes, the sample command and one-line errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dqn.config import load_config, preset_names
+from dqn.errors import UserError
+from dqn.frames import FramePlan, build_frames, load_frames, load_image_folder
+from dqn.gan import (Discriminator, GanParts, Generator, adam, discriminator_loss,
+                     generator_loss, train_step)
+from dqn.gan_config import GanConfig, GanModelConfig
+from dqn.gan_quality import frechet_distance, image_grid
+from learner.cli import main
+
+LOG2 = float(np.log(2.0))
+
+
+@pytest.mark.parametrize("preset", preset_names(GanConfig))
+def test_gan_presets_load(preset):
+    cfg = load_config(preset, schema=GanConfig)
+    assert cfg.data.games and cfg.run.name.startswith("gan-")
+
+
+def test_gan_presets_exist():
+    assert {"conditional", "dcgan"} <= set(preset_names(GanConfig))
+
+
+def layer_types(module):
+    return [type(m) for m in module.net]
+
+
+@pytest.mark.parametrize("size,conditional", [(16, False), (32, True), (64, True)])
+def test_generator_is_transposed_convs_with_batchnorm_relu_and_tanh(size, conditional):
+    cfg = GanModelConfig(conditional=conditional, latent_size=10, g_width=4, embed_size=3)
+    g = Generator(cfg, size, num_classes=3)
+    types = layer_types(g)
+    hidden = int(np.log2(size)) - 2  # 4x4, then doubled up to `size`
+    assert types == [nn.ConvTranspose2d, nn.BatchNorm2d, nn.ReLU] * hidden + [
+        nn.ConvTranspose2d, nn.Tanh]
+    assert [m.stride for m in g.net if isinstance(m, nn.ConvTranspose2d)] == (
+        [(1, 1)] + [(2, 2)] * hidden)
+    labels = torch.tensor([0, 1, 2, 0, 1]) if conditional else None
+    images = g(torch.randn(5, 10), labels)
+    assert images.shape == (5, 3, size, size)
+    assert images.abs().max() <= 1.0
+    assert (g.embed is not None) == conditional
+
+
+@pytest.mark.parametrize("size,conditional", [(16, False), (32, True), (64, True)])
+def test_discriminator_is_strided_convs_with_leaky_relu_and_no_bn_first(size, conditional):
+    cfg = GanModelConfig(conditional=conditional, d_width=4)
+    d = Discriminator(cfg, size, num_classes=3)
+    types = layer_types(d)
+    hidden = int(np.log2(size)) - 2
+    assert types == [nn.Conv2d, nn.LeakyReLU] + [nn.Conv2d, nn.BatchNorm2d,
+                                                  nn.LeakyReLU] * (hidden - 1) + [nn.Conv2d]
+    assert all(m.negative_slope == 0.2 for m in d.net if isinstance(m, nn.LeakyReLU))
+    assert not any(isinstance(m, nn.ReLU) for m in d.modules())
+    labels = torch.tensor([0, 1, 2, 0]) if conditional else None
+    assert d(torch.rand(4, 3, size, size) * 2 - 1, labels).shape == (4,)
+
+
+def test_the_label_changes_what_the_conditional_generator_draws():
+    g = Generator(GanModelConfig(latent_size=8, g_width=4), 16, num_classes=4).eval()
+    z = torch.randn(1, 8).repeat(4, 1)
+    images = g(z, torch.arange(4))
+    assert not torch.allclose(images[0], images[1])
+
+
+@pytest.mark.parametrize("real,fake,loss_d,ns,minimax", [
+    # logits -> D = sigmoid(logit); hand-computed with D = 1/2 at logit 0
+    (0.0, 0.0, 2 * LOG2, LOG2, -LOG2),
+    (100.0, -100.0, 0.0, 100.0, 0.0),   # D sure and right: G's NS loss is large
+    (-100.0, 100.0, 200.0, 0.0, -100.0),
+])
+def test_losses(real, fake, loss_d, ns, minimax):
+    r, f = torch.tensor([real]), torch.tensor([fake])
+    assert discriminator_loss(r, f).item() == pytest.approx(loss_d, abs=1e-4)
+    assert generator_loss(f, "non_saturating").item() == pytest.approx(ns, abs=1e-4)
+    assert generator_loss(f, "minimax").item() == pytest.approx(minimax, abs=1e-4)
+
+
+def test_non_saturating_loss_keeps_the_gradient_when_d_rejects_fakes():
+    fake = torch.tensor([-8.0], requires_grad=True)  # D(G(z)) ~ 3e-4
+    grads = {}
+    for kind in ("non_saturating", "minimax"):
+        fake.grad = None
+        generator_loss(fake, kind).backward()
+        grads[kind] = abs(fake.grad.item())
+    assert grads["non_saturating"] > 100 * grads["minimax"]
+
+
+def test_one_training_step_changes_both_networks():
+    torch.manual_seed(0)
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (g, d)]
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+    stats = train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)), 8,
+                       "non_saturating")
+    for module, old in zip((g, d), before):
+        changed = [k for k, v in module.state_dict().items() if not torch.equal(v, old[k])]
+        assert any(k.endswith("weight") for k in changed)
+        assert "embed.weight" in changed
+    assert 0 < stats.d_real < 1 and 0 < stats.d_fake < 1 and stats.loss_d > 0
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5, 2.0])
+def test_frechet_distance_is_zero_for_one_set_and_grows_as_squared_mean_shift(shift):
+    feats = np.random.default_rng(0).normal(size=(500, 6))
+    # same covariance, mean moved by `shift` in each of 6 dims: distance 6 shift^2
+    assert frechet_distance(feats, feats + shift) == pytest.approx(6 * shift ** 2, abs=1e-6)
+
+
+def test_frechet_distance_sees_a_change_of_spread():
+    feats = np.random.default_rng(1).normal(size=(2000, 3))
+    # covariance S -> 4 S, same mean (0 up to sampling): Tr(S + 4S - 2 (4 S^2)^(1/2))
+    # = Tr(S), plus the squared distance between the means m and 2m
+    s = np.cov(feats, rowvar=False)
+    expected = np.trace(s) + (feats.mean(0) ** 2).sum()
+    assert frechet_distance(feats, feats * 2) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(3.0, rel=0.05)
+
+
+def test_frame_builder_is_deterministic_for_a_seed(tmp_path):
+    plan = FramePlan(("pong",), frames_per_game=6, keep_every_env_steps=3, image_size=16,
+                     seed=4)
+    first = load_frames(build_frames(plan, tmp_path / "a", progress=False))
+    again = load_frames(build_frames(plan, tmp_path / "b", progress=False))
+    other = load_frames(build_frames(plan._replace(seed=5), tmp_path / "a", progress=False))
+    assert first.images.shape == (6, 16, 16, 3) and first.images.dtype == np.uint8
+    assert np.array_equal(first.images, again.images) and first.names == ("pong",)
+    assert first.labels.tolist() == [0] * 6
+    assert not np.array_equal(first.images, other.images)
+
+
+def fake_dqn_checkpoint(path, game):
+    """A DQN checkpoint in our format with untrained weights: enough to act greedily."""
+    from dqn.checkpoint import save_checkpoint
+    from dqn.config import load_config
+    from dqn.networks import QNetwork
+
+    cfg = load_config("laptop", [f"env.id={game}"])
+    net = QNetwork((4, 84, 84), 6, cfg.network)
+    return save_checkpoint(path, {"config": cfg.to_dict(),
+                                  "learner": {"online": net.state_dict()}})
+
+
+def test_frames_from_a_dqn_checkpoint_and_its_game_check(tmp_path):
+    ckpt = fake_dqn_checkpoint(tmp_path / "dqn.pt", "space_invaders")
+    plan = FramePlan(("space_invaders",), frames_per_game=4, keep_every_env_steps=2,
+                     image_size=16, seed=0, dqn_checkpoints=(str(ckpt),), dqn_eps=0.0)
+    frames = load_frames(build_frames(plan, tmp_path, progress=False))
+    assert frames.images.shape == (4, 16, 16, 3) and frames.names == ("space_invaders",)
+    with pytest.raises(UserError, match="plays 'space_invaders'"):
+        build_frames(plan._replace(games=("pong",)), tmp_path, progress=False)
+
+
+def test_image_folder_labels_by_sub_folder(tmp_path):
+    from PIL import Image
+
+    for name, colour in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.new("RGB", (20, 30), colour).save(tmp_path / name / f"{i}.png")
+    frames = load_image_folder(tmp_path, 16)
+    assert frames.names == ("cats", "dogs") and frames.labels.tolist() == [0, 0, 1, 1]
+    assert frames.images.shape == (4, 16, 16, 3)
+    assert frames.images[0, 0, 0].tolist() == [255, 0, 0]
+    (tmp_path / "dogs" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(UserError, match="broken.jpg"):
+        load_image_folder(tmp_path, 16)
+
+
+def test_image_grid_tiles_images_in_rows():
+    images = np.stack([np.full((3, 4, 4), v, np.uint8) for v in (10, 20, 30)])
+    grid = image_grid(images, columns=2, pad=1)
+    assert grid.shape == (1 + 2 * 5, 1 + 2 * 5, 3)
+    assert grid[1, 1, 0] == 10 and grid[1, 6, 0] == 20 and grid[6, 1, 0] == 30
+
+
+def one_line_error(capsys, args, *needles):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    for needle in needles:
+        assert needle in err
+    return err
+
+
+def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
+    (tmp_path / "empty" / "class_a").mkdir(parents=True)
+    one_line_error(capsys, ["gan", "data", "data.games=[pong,pongg]"], "'pongg'")
+    one_line_error(capsys, ["gan", "train", f"data.image_folder={tmp_path / 'empty'}",
+                            f"data.cache_dir={tmp_path}"], "holds no images")
+    one_line_error(capsys, ["gan", "sample", str(tmp_path / "nowhere")], "does not exist")
+    one_line_error(capsys, ["gan", "sample", str(tmp_path / "empty")], "no checkpoint")
+    torch.save({"job": "lm", "weights": {}}, tmp_path / "lm.pt")
+    one_line_error(capsys, ["gan", "sample", str(tmp_path / "lm.pt")], "'lm' job")
+    one_line_error(capsys, ["gan", "train", "train.batch_size=5", "ray.num_workers=2"],
+                   "train.batch_size = 5")
+
+
+TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_size=16",
+        "data.keep_every_env_steps=2", "model.g_width=4", "model.d_width=4",
+        "model.latent_size=8", "train.batch_size=8", "train.log_every_updates=2",
+        "train.grid_images=8", "quality.classifier_updates=10", "quality.samples=16",
+        "ray.num_workers=2", "ray.cpus_per_worker=0.5", "run.name=tiny"]
+
+
+@pytest.fixture(scope="module")
+def ray_two_cpus():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tmp_path,
+                                                                 capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative folders are the caller's, not the workers'
+    out = ["run.out_dir=runs", "data.cache_dir=data"]
+    # 2 games x 32 training frames, batch 8 -> 8 generator updates per epoch
+    assert main(["gan", "train", *TINY, *out, "train.epochs=1"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["epoch"] == 1 and first["g_updates"] == 8
+    assert first["quality/classifier_heldout_acc"] >= 0.5
+    assert 0 <= first["quality/conditional_acc"] <= 1 and first["quality/cfd"] > 0
+    run = tmp_path / "runs" / "tiny"
+    assert list(run.glob("checkpoint_*/state.pt")) and (run / "samples/epoch_001.png").is_file()
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"losses/d", "losses/g", "D(x)", "D(G(z))"} <= set(rows[0])
+    assert rows[0]["global/g_updates"] == 2
+
+    assert main(["gan", "train", *TINY, *out, "train.epochs=2"]) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["epoch"] == 2 and second["g_updates"] == 16  # counters carried on
+    assert not (run / "samples/epoch_003.png").exists()
+    assert (run / "samples/epoch_002.png").is_file()
+
+    grid = tmp_path / "grid.png"
+    assert main(["gan", "sample", str(run), "--game", "breakout", "--n", "9",
+                 "--out", str(grid)]) == 0
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    assert Image.open(grid).size == (2 + 3 * 18, 2 + 3 * 18)  # 3x3 tiles of 16 + 2
+    one_line_error(capsys, ["gan", "sample", str(run), "--game", "seaquest"],
+                   "'seaquest'", "pong, breakout")
+    assert main(["gan", "score", str(run)]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["quality/cfd"] == pytest.approx(second["quality/cfd"])
