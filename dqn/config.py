@@ -61,6 +61,10 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
+    torso: str = opt("nature", "convolutions for frames: nature (Mnih et al. 2015: 32x8x8/4, "
+                     "64x4x4/2, 64x3x3/1, 512 hidden) or nips2013 (Mnih et al. 2013: "
+                     "16x8x8/4, 32x4x4/2, 256 hidden; about 3x fewer operations)",
+                     choices=("nature", "nips2013"))
     dueling: bool = opt(False, "dueling value/advantage head (Wang et al. 2016)")
     mlp_hidden: tuple[int, ...] = opt((256, 256), "hidden sizes of the MLP used for "
                                       "vector observations")

@@ -60,6 +60,9 @@ class GanTrainConfig:
     g_loss: str = opt("non_saturating", "non_saturating: G minimizes -log D(G(z)); "
                       "minimax: G minimizes log(1 - D(G(z))) (Goodfellow et al. 2014)",
                       choices=("non_saturating", "minimax"))
+    ema_decay: float = opt(0.999, "samples, scores and `gan sample` use an exponential "
+                           "moving average of the generator's weights with this decay per "
+                           "update; 0 uses the live generator", lo=0.0, hi=0.99999)
     log_every_updates: int = opt(20, "generator updates between metric rows", lo=1)
     grid_images: int = opt(64, "images in the per-epoch sample grid (fixed noise)", lo=1)
 

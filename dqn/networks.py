@@ -1,4 +1,5 @@
-"""Q-networks: the Nature CNN for stacked frames, an MLP for vector observations.
+"""Q-networks: the Nature CNN (or the smaller 2013 one) for stacked frames, an MLP for
+vector observations.
 
 Both end in the same head: one hidden layer then Q-values, or with `dueling` two such
 streams, V(s) and A(s, a), combined as Q = V + A - mean_a A (Wang et al. 2016).
@@ -14,6 +15,7 @@ from torch import nn
 from dqn.config import NetworkConfig
 
 NATURE_HIDDEN = 512
+NIPS2013_HIDDEN = 256
 
 
 class QNetwork(nn.Module):
@@ -21,7 +23,14 @@ class QNetwork(nn.Module):
         super().__init__()
         self.obs_shape = tuple(obs_shape)
         self.num_actions = num_actions
-        if len(obs_shape) == 3:  # (stack, height, width): Mnih et al. 2015
+        if len(obs_shape) == 3 and cfg.torso == "nips2013":  # Mnih et al. 2013
+            self.torso = nn.Sequential(
+                nn.Conv2d(obs_shape[0], 16, 8, stride=4), nn.ReLU(),
+                nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
+                nn.Flatten(),
+            )
+            hidden = NIPS2013_HIDDEN
+        elif len(obs_shape) == 3:  # (stack, height, width): Mnih et al. 2015
             self.torso = nn.Sequential(
                 nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(),
                 nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),

@@ -109,7 +109,8 @@ def _load_gan(path: Path) -> tuple[GanConfig, Generator, dict]:
                         f"not the GAN")
     cfg = build_config(state["config"], GanConfig)
     g = Generator(cfg.model, cfg.data.image_size, len(state["names"]))
-    load_weights(g, state["generator"], path)
+    # The moving average of the generator's weights when the run kept one.
+    load_weights(g, state.get("generator_ema", state["generator"]), path)
     return cfg, g.eval(), state
 
 

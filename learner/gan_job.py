@@ -5,8 +5,9 @@
     every worker:      prepare_model(G), prepare_model(D), prepare_data_loader;
                        per batch: D step, G step (dqn.gan.train_step)
     rank 0:            metrics (losses/d, losses/g, D(x), D(G(z))) on global/g_updates,
-                       a sample grid from fixed noise each epoch (PNG + W&B image),
-                       quality numbers (dqn.gan_quality), the checkpoint state
+                       a sample grid from fixed noise each epoch (PNG + W&B image) and
+                       the quality numbers (dqn.gan_quality), both drawn by the
+                       moving average of G's weights; the checkpoint state
     every rank:        report(metrics, state) once per epoch -> rank 0's checkpoint
 
 Rerunning the same run name resumes from the newest checkpoint (epoch and update
@@ -24,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from dqn.frames import FrameSet, load_frames, split_heldout
-from dqn.gan import Discriminator, GanParts, Generator, adam, generate, to_unit, train_step
+from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam, generate,
+                     to_unit, train_step)
 from dqn.gan_config import GanConfig
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from learner.train_job import Progress, rank, report, restore, run_dir_of, world_size
@@ -64,6 +66,7 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
                                    cfg.data.heldout_fraction, cfg.run.seed)
     state = restore()
     parts, epoch, updates = _build(cfg, len(train.names), state)
+    ema = _averaged(cfg, parts, state, updates)
     if epoch >= cfg.train.epochs:  # already trained: hand back the last numbers
         report(state["last_metrics"])
         return
@@ -79,6 +82,8 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
                                labels.to(device) if cfg.model.conditional else None,
                                cfg.model.latent_size, cfg.train.g_loss)
             updates += 1
+            if ema is not None:
+                ema.update(_unwrap(parts.generator))
             sums, count = sums + stats, count + 1
             if lead is not None and updates % cfg.train.log_every_updates == 0:
                 lead.log_losses(updates, sums / count, progress)
@@ -88,8 +93,12 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
                    "charts/epoch_seconds": time.monotonic() - t0}
         saved = None
         if lead is not None:
-            metrics.update(lead.end_epoch(epoch, updates, _unwrap(parts.generator)))
+            drawer = (ema.ready(seed=cfg.run.seed) if ema is not None
+                      else _unwrap(parts.generator))
+            metrics.update(lead.end_epoch(epoch, updates, drawer))
             saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
+            if ema is not None:
+                saved["generator_ema"] = ema.model.state_dict()
         report(metrics, saved)
     if lead is not None:
         lead.close()
@@ -114,6 +123,18 @@ def _build(cfg: GanConfig, classes: int, state: dict | None) -> tuple[GanParts, 
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
     return GanParts(g, d, opt_g, opt_d), state["epoch"], state["g_updates"]
+
+
+def _averaged(cfg: GanConfig, parts: GanParts, state: dict | None, updates: int
+              ) -> AveragedGenerator | None:
+    """The moving average of the generator (restored from `state`), or None when
+    `train.ema_decay` is 0."""
+    if cfg.train.ema_decay == 0:
+        return None
+    ema = AveragedGenerator(_unwrap(parts.generator), cfg.train.ema_decay, updates)
+    if state is not None and "generator_ema" in state:
+        ema.model.load_state_dict(state["generator_ema"])
+    return ema
 
 
 def _state(cfg: GanConfig, files: DataFiles, names: tuple[str, ...], parts: GanParts,

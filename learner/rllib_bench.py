@@ -126,7 +126,8 @@ def bench_config(preset: str, overrides: list[str]) -> Config:
     """The shared settings: the preset with the user's overrides, uniform replay,
     no evaluation or checkpoints inside the budget, a fresh run folder."""
     return load_config(preset, [*overrides, "replay.prioritized=false",
-                                "network.dueling=false", "run.name=bench-rllib",
+                                "network.dueling=false", "network.torso=nature",
+                                "run.name=bench-rllib",
                                 f"run.out_dir={tempfile.mkdtemp(prefix='raydqn-bench-')}",
                                 "run.eval_every_env_steps=1000000000",
                                 "run.log_every_env_steps=1000000000",

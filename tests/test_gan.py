@@ -12,8 +12,8 @@ from torch import nn
 from dqn.config import load_config, preset_names
 from dqn.errors import UserError
 from dqn.frames import FramePlan, build_frames, load_frames, load_image_folder
-from dqn.gan import (Discriminator, GanParts, Generator, adam, discriminator_loss,
-                     generator_loss, train_step)
+from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam,
+                     discriminator_loss, generator_loss, train_step)
 from dqn.gan_config import GanConfig, GanModelConfig
 from dqn.gan_quality import frechet_distance, image_grid
 from learner.cli import main
@@ -109,6 +109,29 @@ def test_one_training_step_changes_both_networks():
         assert any(k.endswith("weight") for k in changed)
         assert "embed.weight" in changed
     assert 0 < stats.d_real < 1 and 0 < stats.d_fake < 1 and stats.loss_d > 0
+
+
+def test_averaged_generator_follows_the_live_one_and_sets_its_own_batchnorm_stats():
+    torch.manual_seed(0)
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4)
+    g = Generator(cfg, 16, 2)
+    ema = AveragedGenerator(g, decay=0.9)
+    start = [p.clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+    for _ in range(3):
+        ema.update(g)
+    # decays (1+t)/(10+t) for t = 1, 2, 3 (all below 0.9): start + (1 - prod) of the +1
+    kept = (2 / 11) * (3 / 12) * (4 / 13)
+    for p0, p in zip(start, ema.model.parameters()):
+        torch.testing.assert_close(p, p0 + (1 - kept))
+    assert all(not p.requires_grad for p in ema.model.parameters())
+    drawer = ema.ready(batches=4, batch=16, seed=0)
+    norm = next(m for m in drawer.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not drawer.training and norm.num_batches_tracked.item() == 4
+    assert not torch.allclose(norm.running_mean, torch.zeros_like(norm.running_mean))
+    assert norm.momentum == 0.1
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.5, 2.0])
