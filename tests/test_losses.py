@@ -44,3 +44,24 @@ def test_td_loss_weights_and_priorities():
     out.loss.backward()
     # d/dq of w*huber/2: -(0.5)/2 for sample 0 action 1; -0.5 * 1 (clipped) / 2 for sample 1
     torch.testing.assert_close(q.grad, torch.tensor([[0.0, -0.25], [-0.25, 0.0]]))
+
+
+@pytest.mark.parametrize("torso, layers, hidden, params", [
+    # Nature: conv 4->32 8x8, 32->64 4x4, 64->64 3x3, 3136->512, 512->6
+    ("nature", [(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512,
+     (4 * 64 + 1) * 32 + (32 * 16 + 1) * 64 + (64 * 9 + 1) * 64 + 3137 * 512 + 513 * 6),
+    # 2013: conv 4->16 8x8, 16->32 4x4, 2592->256, 256->6
+    ("nips2013", [(16, 8, 4), (32, 4, 2)], 256,
+     (4 * 64 + 1) * 16 + (16 * 16 + 1) * 32 + 2593 * 256 + 257 * 6),
+])
+def test_atari_torsos_are_the_papers_networks(torso, layers, hidden, params):
+    from dqn.config import NetworkConfig
+    from dqn.networks import QNetwork
+
+    net = QNetwork((4, 84, 84), 6, NetworkConfig(torso=torso))
+    convs = [m for m in net.torso if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == layers
+    assert net.hidden[0].out_features == hidden
+    assert sum(p.numel() for p in net.parameters()) == params
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    assert net(obs).shape == (3, 6)
