@@ -44,12 +44,14 @@ class DQNLearner:
 
     def update(self, batch: Batch) -> UpdateResult:
         b = _to_tensors(batch, self.device)
-        q = self.online(b.obs)
-        with torch.no_grad():
-            q_next_target = self.target(b.next_obs)
-            q_next_online = self.online(b.next_obs) if self.cfg.double_q else None
-            target = q_targets(b.reward, b.discount, q_next_online, q_next_target)
-        out = td_loss(q, b.action, target, b.weight, self.cfg.huber_delta)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            q = self.online(b.obs)
+            with torch.no_grad():
+                q_next_target = self.target(b.next_obs)
+                q_next_online = self.online(b.next_obs) if self.cfg.double_q else None
+        with torch.no_grad():  # targets and the loss in float32 whatever the passes ran in
+            target = q_targets(b.reward, b.discount, _f32(q_next_online), q_next_target.float())
+        out = td_loss(q.float(), b.action, target, b.weight, self.cfg.huber_delta)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.grad_clip_norm > 0:
@@ -69,6 +71,10 @@ class DQNLearner:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
+
+
+def _f32(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.float()
 
 
 def _to_tensors(batch: Batch, device: torch.device) -> Batch:

@@ -65,3 +65,36 @@ def test_atari_torsos_are_the_papers_networks(torso, layers, hidden, params):
     assert sum(p.numel() for p in net.parameters()) == params
     obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
     assert net(obs).shape == (3, 6)
+
+
+def test_bf16_learner_matches_float32_and_learns():
+    import dataclasses
+
+    import numpy as np
+
+    from dqn.config import Config, NetworkConfig
+    from dqn.learning import DQNLearner
+    from dqn.replay import Batch
+
+    rng = np.random.default_rng(0)
+    n = 32
+    batch = Batch(rng.integers(0, 256, (n, 4, 84, 84), dtype=np.uint8), rng.integers(0, 6, n),
+                  rng.standard_normal(n).astype(np.float32), np.full(n, 0.97, np.float32),
+                  rng.integers(0, 256, (n, 4, 84, 84), dtype=np.uint8), np.ones(n, np.float32),
+                  np.arange(n))
+    base = dataclasses.replace(Config(), network=NetworkConfig(torso="nips2013"))
+    learners = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        cfg = dataclasses.replace(base, agent=dataclasses.replace(base.agent, bf16=bf16,
+                                                                  learning_rate=1e-3))
+        learners[bf16] = DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu"))
+    first = {bf16: learner.update(batch) for bf16, learner in learners.items()}
+    # the same weights and batch: bf16 passes give nearly, but not exactly, the float32 loss
+    assert first[True].td_loss != first[False].td_loss
+    assert first[True].td_loss == pytest.approx(first[False].td_loss, rel=0.05)
+    assert first[True].td_abs.dtype == np.float32
+    for _ in range(30):
+        last = learners[True].update(batch)
+    assert last.td_loss < 0.5 * first[True].td_loss
+    assert next(learners[True].online.parameters()).dtype == torch.float32
