@@ -97,8 +97,8 @@ class AgentConfig:
                                             "(8K env steps at 4 per update, as Dopamine)",
                                             lo=1)
     bf16: bool = opt(False, "learner forward/backward passes under bfloat16 autocast "
-                     "(weights, optimizer and loss stay float32; 1.6-1.8x the updates/s on "
-                     "an AVX-512 BF16 CPU, docs/benchmarks.md)")
+                     "(weights, optimizer and loss stay float32; experimental: 1.4-1.7x in a "
+                     "bare update loop on an AVX-512 BF16 CPU, docs/benchmarks.md)")
 
 
 @dataclass(frozen=True)
