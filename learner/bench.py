@@ -94,15 +94,20 @@ def _bare_learner(cfg: Config, obs_shape: tuple[int, ...], num_actions: int):
     torch.set_num_threads(max(1, round(cfg.ray.learner_cpus)))
     device = resolve_device(cfg.run.device)
     learner = DQNLearner(cfg, obs_shape, num_actions, device)
-    rng = np.random.default_rng(0)
-    b = cfg.agent.batch_size
-    batch = Batch(*(torch.as_tensor(x).to(device) for x in Batch(
-        obs=rng.integers(0, 256, (b, *obs_shape), dtype=np.uint8),
-        action=rng.integers(0, num_actions, b), reward=rng.normal(size=b).astype(np.float32),
-        discount=np.full(b, 0.97, np.float32),
-        next_obs=rng.integers(0, 256, (b, *obs_shape), dtype=np.uint8),
-        weight=np.ones(b, np.float32), index=np.arange(b))))
-    return learner, batch
+    batch = synthetic_batch(cfg.agent.batch_size, obs_shape, num_actions)
+    return learner, Batch(*(torch.as_tensor(x).to(device) for x in batch))
+
+
+def synthetic_batch(size: int, obs_shape: tuple[int, ...], num_actions: int,
+                    seed: int = 0) -> Batch:
+    """Random uint8 frames, actions and n-step returns shaped like a replay sample."""
+    rng = np.random.default_rng(seed)
+    return Batch(obs=rng.integers(0, 256, (size, *obs_shape), dtype=np.uint8),
+                 action=rng.integers(0, num_actions, size),
+                 reward=rng.normal(size=size).astype(np.float32),
+                 discount=np.full(size, 0.97, np.float32),
+                 next_obs=rng.integers(0, 256, (size, *obs_shape), dtype=np.uint8),
+                 weight=np.ones(size, np.float32), index=np.arange(size))
 
 
 def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,

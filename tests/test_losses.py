@@ -74,14 +74,9 @@ def test_bf16_learner_matches_float32_and_learns():
 
     from dqn.config import Config, NetworkConfig
     from dqn.learning import DQNLearner
-    from dqn.replay import Batch
+    from learner.bench import synthetic_batch
 
-    rng = np.random.default_rng(0)
-    n = 32
-    batch = Batch(rng.integers(0, 256, (n, 4, 84, 84), dtype=np.uint8), rng.integers(0, 6, n),
-                  rng.standard_normal(n).astype(np.float32), np.full(n, 0.97, np.float32),
-                  rng.integers(0, 256, (n, 4, 84, 84), dtype=np.uint8), np.ones(n, np.float32),
-                  np.arange(n))
+    batch = synthetic_batch(32, (4, 84, 84), 6)
     base = dataclasses.replace(Config(), network=NetworkConfig(torso="nips2013"))
     learners = {}
     for bf16 in (False, True):
