@@ -13,7 +13,9 @@ and resends the weights before the new collector acts. The learner never stops f
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 import time
 import uuid
 from collections import deque
@@ -67,6 +69,7 @@ class DistributedTrainer:
         if state:
             self._check_network(state, obs_shape, num_actions)
         self.env_steps = int(state["env_steps"]) if state else 0
+        self.saved_env_steps = self.env_steps if state else None  # on disk
         self.restarts = int(state.get("collector_restarts", 0)) if state else 0
         self.shard_names = [f"raydqn-shard-{uuid.uuid4().hex[:8]}-{s}"
                             for s in range(cfg.ray.num_replay_shards)]
@@ -317,26 +320,39 @@ class DistributedTrainer:
             "config": self.cfg.to_dict(), "learner": learner_state, "env_steps": self.env_steps,
             "episodes": self.episodes, "collector_restarts": self.restarts})
         self.logger.log_checkpoint(path, self._frames())
+        self.saved_env_steps = self.env_steps
         return path
 
     def close(self) -> None:
-        # Take the learner's last report so counters match the checkpoint; collectors'
-        # unfinished chunks are dropped from the counts (their frames are in replay).
-        for ref, owner in list(self.pending.items()):
-            if owner is None:
-                self._on_learner(ray.get(ref))
-            elif owner == EVAL:
-                self._on_evaluation(ray.get(ref))
-        self.pending.clear()
         try:
+            # Take the learner's last report so counters match the checkpoint; collectors'
+            # unfinished chunks are dropped from the counts (their frames are in replay).
+            for ref, owner in list(self.pending.items()):
+                if owner is None:
+                    self._on_learner(ray.get(ref))
+                elif owner == EVAL:
+                    self._on_evaluation(ray.get(ref))
+            self.pending.clear()
             self.save()
+        except ray.exceptions.RayActorError:
+            # A SIGTERM sent to the whole process group (`timeout`, some job runners)
+            # stops Ray's own processes too, and the learner with them: keep what is on
+            # disk rather than end in a traceback.
+            self.pending.clear()
+            kept = (f"the checkpoint {self.ckpt_path} from {self.saved_env_steps:,} env "
+                    f"steps is kept" if self.saved_env_steps is not None
+                    else "no checkpoint was written")
+            print(f"warning: no final checkpoint: the learner actor was gone at shutdown "
+                  f"(Ray's processes were stopped too); {kept}", file=sys.stderr)
         finally:
             self.bar.close()
             self.logger.close()
-            ray.get(self.learner.stop.remote())
             # On a shared cluster the actors would outlive this driver and keep their CPUs.
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(self.learner.stop.remote(), timeout=10)
             for actor in [*self.collectors, self.evaluator, self.learner, *self.shards]:
-                ray.kill(actor)
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
             if self.owns_ray:
                 ray.shutdown()
 

@@ -99,6 +99,7 @@ def run_rllib(cfg: Config, seconds: float) -> dict:
     report = meter.report(_sampled(result), updates)
     trained = result.get("learners", {}).get("__all_modules__", {})
     report["replay_bytes_per_transition"] = _bytes_per_transition(algo.local_replay_buffer)
+    report["replay_transitions_at_end"] = algo.local_replay_buffer.get_num_timesteps()
     report["rllib_counters"] = {
         "num_env_steps_sampled_lifetime": _sampled(result),
         "num_env_steps_trained_lifetime": trained.get("num_env_steps_trained_lifetime"),

@@ -99,6 +99,28 @@ def test_killed_collector_is_restarted_and_resynced(local_ray, run_dir):
     assert any(row.get("actors/restarts") == 1 for row in rows)
 
 
+def test_a_learner_gone_at_shutdown_keeps_the_last_checkpoint(local_ray, run_dir, capsys):
+    """A SIGTERM to the whole process group (`timeout`) stops Ray's processes too: close
+    then says so in one line and leaves the periodic checkpoint as it was."""
+    cfg = load_config("cartpole", [f"run.out_dir={run_dir}", "run.name=gone", "env.num_envs=2",
+                                   "ray.chunk_env_steps=16", "replay.learning_starts_env_steps=200"])
+    trainer = DistributedTrainer(cfg, progress=False)
+    deadline = time.time() + 120
+    while trainer.updates < 5 and time.time() < deadline:
+        trainer.step()
+    trainer.save()
+    saved = trainer.env_steps
+    while trainer.env_steps == saved and time.time() < deadline:
+        trainer.step()
+    ray.kill(trainer.learner, no_restart=True)
+    trainer.close()
+    err = capsys.readouterr().err
+    assert "no final checkpoint: the learner actor was gone" in err
+    assert f"from {saved:,} env steps is kept" in err
+    state = torch.load(run_dir / "gone" / "checkpoint.pt", weights_only=False)
+    assert state["env_steps"] == saved < trainer.env_steps
+
+
 def test_sigterm_writes_a_final_checkpoint_and_exits_cleanly(run_dir):
     """`raydqn train` in its own process (embedded Ray), stopped with SIGTERM mid-run."""
     import subprocess

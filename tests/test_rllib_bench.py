@@ -15,6 +15,8 @@ def test_both_sides_run_at_the_same_counted_replay_ratio():
         assert side["env_steps"] > 100 and side["learner_updates"] > 0
         assert side["peak_pss_mb"] > 100
         assert side["replay_bytes_per_transition"] > 0
+        assert side["replay_transitions_at_end"] > 100
+    assert ours["replay_transitions_at_end"] <= 2000   # capacity, summed over shards
     # RLlib: one counted update per 4 sampled env steps once learning runs, and its
     # "trained" counter is batch size x updates (transitions replayed, not env steps).
     assert rllib["learning_env_steps_per_update"] == pytest.approx(4.0, rel=0.2)
