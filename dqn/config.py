@@ -98,7 +98,8 @@ class AgentConfig:
                                             lo=1)
     bf16: bool = opt(False, "learner forward/backward passes under bfloat16 autocast "
                      "(weights, optimizer and loss stay float32; experimental: 1.4-1.7x in a "
-                     "bare update loop on an AVX-512 BF16 CPU, docs/benchmarks.md)")
+                     "bare update loop on one AVX-512 BF16 host, none on another, "
+                     "docs/benchmarks.md)")
 
 
 @dataclass(frozen=True)

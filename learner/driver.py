@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from actors.collector import Collector, CollectReport
 from actors.evaluator import EvalReport, Evaluator
-from actors.replay_shard import ReplayShard
+from actors.replay_shard import ReplayShard, ShardStats
 from dqn.checkpoint import check_game, load_checkpoint, load_weights, save_checkpoint
 from dqn.config import Config
 from dqn.envs import make_vector_env
@@ -288,7 +288,7 @@ class DistributedTrainer:
             return
         self._last_log = self.env_steps
         sps, ups = self._rates.update(self.env_steps, self.updates)
-        stats = ray.get([s.stats.remote() for s in self.shards])
+        stats = self.replay_stats()
         size = sum(s.size for s in stats)
         fill = size / max(sum(s.capacity for s in stats), 1)
         metrics = {"charts/SPS": sps, "charts/env_steps": self.env_steps,
@@ -312,6 +312,9 @@ class DistributedTrainer:
                              ret=f"{np.mean(self.scores):.1f}" if self.scores else "-",
                              fill=f"{fill:.0%}")
 
+    def replay_stats(self) -> list[ShardStats]:
+        return ray.get([s.stats.remote() for s in self.shards])
+
     # -- checkpoints and shutdown ----------------------------------------------------
 
     def save(self) -> Path:
@@ -332,27 +335,25 @@ class DistributedTrainer:
                     self._on_learner(ray.get(ref))
                 elif owner == EVAL:
                     self._on_evaluation(ray.get(ref))
-            self.pending.clear()
             self.save()
         except ray.exceptions.RayActorError:
             # A SIGTERM sent to the whole process group (`timeout`, some job runners)
             # stops Ray's own processes too, and the learner with them: keep what is on
             # disk rather than end in a traceback.
-            self.pending.clear()
             kept = (f"the checkpoint {self.ckpt_path} from {self.saved_env_steps:,} env "
                     f"steps is kept" if self.saved_env_steps is not None
                     else "no checkpoint was written")
             print(f"warning: no final checkpoint: the learner actor was gone at shutdown "
                   f"(Ray's processes were stopped too); {kept}", file=sys.stderr)
         finally:
+            self.pending.clear()
             self.bar.close()
             self.logger.close()
             # On a shared cluster the actors would outlive this driver and keep their CPUs.
             with contextlib.suppress(ray.exceptions.RayError):
                 ray.get(self.learner.stop.remote(), timeout=10)
             for actor in [*self.collectors, self.evaluator, self.learner, *self.shards]:
-                with contextlib.suppress(Exception):
-                    ray.kill(actor)
+                ray.kill(actor)  # a no-op for an actor already gone
             if self.owns_ray:
                 ray.shutdown()
 

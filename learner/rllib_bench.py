@@ -135,8 +135,6 @@ def bench_config(preset: str, overrides: list[str]) -> Config:
 
 
 def run_ours(cfg: Config, seconds: float) -> dict:
-    import ray
-
     from learner.cluster import init_ray
     from learner.driver import DistributedTrainer
 
@@ -148,8 +146,7 @@ def run_ours(cfg: Config, seconds: float) -> dict:
         meter.tick(trainer.env_steps, trainer.updates)
     result = meter.report(trainer.env_steps, trainer.updates)
     result["replay_bytes_per_transition"] = _replay_bytes_per_transition(cfg)
-    result["replay_transitions_at_end"] = sum(
-        s.size for s in ray.get([shard.stats.remote() for shard in trainer.shards]))
+    result["replay_transitions_at_end"] = sum(s.size for s in trainer.replay_stats())
     trainer.close()
     return result
 
