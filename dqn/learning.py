@@ -38,8 +38,10 @@ class DQNLearner:
         self.device = device
         self.online = QNetwork(obs_shape, num_actions, cfg.network).to(device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
+        # fused: one kernel for all parameters instead of ~8 elementwise passes each
+        # (CPU and CUDA; the same update rule).
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.cfg.learning_rate,
-                                          eps=self.cfg.adam_eps)
+                                          eps=self.cfg.adam_eps, fused=True)
         self.updates = 0
 
     def update(self, batch: Batch) -> UpdateResult:

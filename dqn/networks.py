@@ -4,7 +4,9 @@ vector observations.
 Both end in the same head: one hidden layer then Q-values, or with `dueling` two such
 streams, V(s) and A(s, a), combined as Q = V + A - mean_a A (Wang et al. 2016).
 uint8 frames are scaled to [0, 1] inside the network, so replay and the wire carry
-bytes and never floats.
+bytes and never floats. The conv torsos keep weights and activations channels-last
+(NHWC in memory, the same NCHW tensors to the code): oneDNN's CPU convolutions run
+faster on it (docs/benchmarks.md, "Learner update on the CPU"), and so do cuDNN's.
 """
 
 from __future__ import annotations
@@ -53,21 +55,27 @@ class QNetwork(nn.Module):
         if cfg.dueling:
             self.value_hidden = nn.Sequential(nn.Linear(features, hidden), nn.ReLU())
             self.value_out = nn.Linear(hidden, 1)
+        self.frames = len(obs_shape) == 3
+        if self.frames:
+            self.to(memory_format=torch.channels_last)  # the conv weights; survives .to(device)
 
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (what the DQN paper's t-SNE shows)."""
-        x = self.torso(_scale(obs))
+        x = self.torso(self._scale(obs))
         h = self.hidden(x)
         return torch.cat([h, self.value_hidden(x)], dim=1) if self.dueling else h
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.torso(_scale(obs))
+        x = self.torso(self._scale(obs))
         advantage = self.out(self.hidden(x))
         if not self.dueling:
             return advantage
         value = self.value_out(self.value_hidden(x))
         return value + advantage - advantage.mean(dim=1, keepdim=True)
 
-
-def _scale(obs: torch.Tensor) -> torch.Tensor:
-    return obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
+    def _scale(self, obs: torch.Tensor) -> torch.Tensor:
+        """Floats in [0, 1] from uint8 frames; stacks laid out channels-last (the bytes
+        are reordered before the float conversion, where they are 4x smaller)."""
+        if self.frames:
+            obs = obs.contiguous(memory_format=torch.channels_last)
+        return obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()

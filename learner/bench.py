@@ -9,6 +9,10 @@
   network, batch, device and torch threads.
 - system: the whole trainer at the Nature cadence (one batch of 32 per 4 env steps,
   held by the rate limiter) against 4 x the bare update loop's updates/s.
+- update (no Ray): `DQNLearner.update` against the same update in the plain NCHW layout
+  with per-tensor Adam (what the learner ran before channels-last convolutions and
+  fused Adam), alternating, in updates/s and in CPU milliseconds per update; CPU time
+  is what a shared machine's steal and neighbours disturb least.
 """
 
 from __future__ import annotations
@@ -114,6 +118,45 @@ def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
                       seconds: float) -> float:
     learner, batch = _bare_learner(cfg, obs_shape, num_actions)
     return calls_per_s(lambda: learner.update(batch), seconds)
+
+
+def _plain(learner: DQNLearner) -> DQNLearner:
+    """`learner` turned into the baseline: NCHW tensors everywhere, Adam per tensor."""
+    for net in (learner.online, learner.target):
+        net.to(memory_format=torch.contiguous_format)
+        net.frames = False  # the network then leaves its inputs' layout alone
+    learner.optimizer = torch.optim.Adam(learner.online.parameters(), lr=learner.cfg.learning_rate,
+                                         eps=learner.cfg.adam_eps, fused=False)
+    return learner
+
+
+def _timed(fn, seconds: float) -> tuple[float, float]:
+    """(calls per second, CPU milliseconds of this process per call), after a warm-up call."""
+    fn()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / calls
+
+
+def bench_update(preset: str, overrides: list[str], seconds: float) -> dict:
+    cfg = _config(preset, overrides, "bench-update")
+    obs_shape, num_actions = _probe(cfg)
+    ours, batch = _bare_learner(cfg, obs_shape, num_actions)
+    plain = _plain(_bare_learner(cfg, obs_shape, num_actions)[0])
+    rounds = 8
+    pairs = [(_timed(lambda: ours.update(batch), seconds / rounds),
+              _timed(lambda: plain.update(batch), seconds / rounds)) for _ in range(rounds)]
+    median = lambda side, i: float(np.median([p[side][i] for p in pairs]))  # noqa: E731
+    return {"network": cfg.network.torso if len(obs_shape) == 3 else "mlp",
+            "batch_size": cfg.agent.batch_size, "device": str(ours.device),
+            "torch_threads": torch.get_num_threads(),
+            "updates_per_s": round(median(0, 0), 2), "plain_updates_per_s": round(median(1, 0), 2),
+            "speedup": round(median(0, 0) / median(1, 0), 3),
+            "cpu_ms_per_update": round(median(0, 1), 2),
+            "plain_cpu_ms_per_update": round(median(1, 1), 2),
+            "cpu_ratio": round(median(0, 1) / median(1, 1), 3)}
 
 
 def _probe(cfg: Config) -> tuple[tuple[int, ...], int]:

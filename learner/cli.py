@@ -2,7 +2,7 @@
 
     raydqn train [--preset NAME] [--serial] [--address ADDR] [section.key=value ...]
     raydqn bench replay|env [--seconds S]
-    raydqn bench collect|learner|system|rllib [--preset NAME] [section.key=value ...]
+    raydqn bench update|collect|learner|system|rllib [--preset NAME] [section.key=value ...]
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
                    [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
     raydqn plot RUN_DIR --out curve.png
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="run env, replay and learner in this one process (no Ray)")
     train.add_argument("--address", help="Ray cluster to join, e.g. auto (sets ray.address)")
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
-    bench.add_argument("what", choices=("replay", "env", "collect", "learner", "system",
-                                        "rllib"))
+    bench.add_argument("what", choices=("replay", "env", "update", "collect", "learner",
+                                        "system", "rllib"))
     bench.add_argument("--preset", default="laptop",
-                       help="preset for collect, learner, system and rllib")
+                       help="preset for update, collect, learner, system and rllib")
     bench.add_argument("--seconds", type=float, default=None,
                        help="time per measurement (default 3; rllib: 300 per side)")
     bench.add_argument("--game", default="pong", help="ALE game for `bench env`")

@@ -120,6 +120,36 @@ def test_bench_replay_prints_json_with_ratios():
     assert report["prioritized_batch512_batches_per_s"] > 0
 
 
+def test_bench_update_times_the_same_update_in_both_layouts():
+    import torch
+
+    from dqn.config import load_config
+    from dqn.learning import DQNLearner
+    from learner.bench import _plain, synthetic_batch
+
+    cfg = load_config("laptop")
+    learners = []
+    for make_plain in (False, True):
+        torch.manual_seed(0)
+        learner = DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu"))
+        learners.append(_plain(learner) if make_plain else learner)
+    ours, plain = learners
+    assert plain.online.torso[0].weight.is_contiguous()
+    assert not ours.online.torso[0].weight.is_contiguous()
+    assert ours.optimizer.defaults["fused"] and not plain.optimizer.defaults["fused"]
+    batch = synthetic_batch(32, (4, 84, 84), 6)
+    for _ in range(3):  # the baseline is the same maths: the same losses, step by step
+        a, b = ours.update(batch), plain.update(batch)
+        assert a.td_loss == pytest.approx(b.td_loss, rel=1e-4)
+
+    proc = _cli("bench", "update", "--seconds", "1", "--preset", "laptop")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert report["network"] == "nips2013"
+    assert report["updates_per_s"] > 0 and report["plain_updates_per_s"] > 0
+    assert report["cpu_ms_per_update"] > 0 and report["cpu_ratio"] > 0
+
+
 @pytest.mark.parametrize("what", ["collect", "learner", "system"])
 def test_system_benchmarks_run_and_report_ratios(what):
     proc = _cli("bench", what, "--seconds", "1", "--preset", "cartpole", "env.num_envs=2",

@@ -67,6 +67,31 @@ def test_atari_torsos_are_the_papers_networks(torso, layers, hidden, params):
     assert net(obs).shape == (3, 6)
 
 
+@pytest.mark.parametrize("torso", ["nature", "nips2013"])
+def test_channels_last_layout_changes_no_q_value_and_loads_plain_checkpoints(torso):
+    import copy
+
+    from dqn.config import NetworkConfig
+    from dqn.networks import QNetwork
+
+    torch.manual_seed(0)
+    cfg = NetworkConfig(torso=torso, dueling=True)
+    net = QNetwork((4, 84, 84), 6, cfg)
+    assert net.torso[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not net.torso[0].weight.is_contiguous()
+    plain = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    plain.frames = False  # its inputs stay NCHW too: every pass in the plain layout
+    assert plain.torso[0].weight.is_contiguous()
+    obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(net(obs), plain(obs), rtol=1e-5, atol=1e-5)
+        # a checkpoint written before the change (plain tensors) loads unchanged
+        loaded = QNetwork((4, 84, 84), 6, cfg)
+        loaded.load_state_dict(plain.state_dict())
+        assert loaded.torso[0].weight.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(loaded(obs), net(obs), rtol=0, atol=0)
+
+
 def test_bf16_learner_matches_float32_and_learns():
     import dataclasses
 
