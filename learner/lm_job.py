@@ -118,7 +118,7 @@ def _worker(loop_config: dict, corpus: Corpus) -> None:
     torch.manual_seed(cfg.run.seed)  # same initial weights on every rank
     saved = restore()
     model = CharLM(cfg.model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate, fused=True)
     counters = Counters()
     if saved is not None:
         model.load_state_dict(saved["model"])
