@@ -24,14 +24,21 @@ from dqn.replay import FrameReplay
 FRAME = (84, 84)
 
 
-def calls_per_s(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of `fn`, after one warm-up call."""
+def timed_calls(fn: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """(calls per second, CPU milliseconds of this process per call) of `fn`, after one
+    warm-up call."""
     fn()
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         fn()
         calls += 1
-    return calls / (time.perf_counter() - start)
+    return (calls / (time.perf_counter() - start),
+            1000 * (time.process_time() - cpu) / max(calls, 1))
+
+
+def calls_per_s(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of `fn`, after one warm-up call."""
+    return timed_calls(fn, seconds)[0]
 
 
 def _paired_rates(ours: Callable[[], object], bare: Callable[[], object], seconds: float,

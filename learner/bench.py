@@ -25,7 +25,7 @@ import numpy as np
 import ray
 import torch
 
-from dqn.bench import calls_per_s
+from dqn.bench import calls_per_s, timed_calls
 from dqn.config import Config, load_config
 from dqn.envs import make_vector_env
 from dqn.learning import DQNLearner, resolve_device
@@ -130,24 +130,15 @@ def _plain(learner: DQNLearner) -> DQNLearner:
     return learner
 
 
-def _timed(fn, seconds: float) -> tuple[float, float]:
-    """(calls per second, CPU milliseconds of this process per call), after a warm-up call."""
-    fn()
-    calls, start, cpu = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - start < seconds:
-        fn()
-        calls += 1
-    return calls / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / calls
-
-
 def bench_update(preset: str, overrides: list[str], seconds: float) -> dict:
     cfg = _config(preset, overrides, "bench-update")
     obs_shape, num_actions = _probe(cfg)
     ours, batch = _bare_learner(cfg, obs_shape, num_actions)
     plain = _plain(_bare_learner(cfg, obs_shape, num_actions)[0])
     rounds = 8
-    pairs = [(_timed(lambda: ours.update(batch), seconds / rounds),
-              _timed(lambda: plain.update(batch), seconds / rounds)) for _ in range(rounds)]
+    pairs = [(timed_calls(lambda: ours.update(batch), seconds / rounds),
+              timed_calls(lambda: plain.update(batch), seconds / rounds))
+             for _ in range(rounds)]
     median = lambda side, i: float(np.median([p[side][i] for p in pairs]))  # noqa: E731
     return {"network": cfg.network.torso if len(obs_shape) == 3 else "mlp",
             "batch_size": cfg.agent.batch_size, "device": str(ours.device),
