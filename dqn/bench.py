@@ -41,13 +41,21 @@ def calls_per_s(fn: Callable[[], object], seconds: float) -> float:
     return timed_calls(fn, seconds)[0]
 
 
+def paired_timings(ours: Callable[[], object], bare: Callable[[], object], seconds: float,
+                   rounds: int = 5) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Median (calls per second, CPU ms per call) of two functions measured in
+    alternation, so that noise from a shared machine hits both alike."""
+    pairs = [(timed_calls(ours, seconds / rounds), timed_calls(bare, seconds / rounds))
+             for _ in range(rounds)]
+    median = lambda side, i: float(np.median([p[side][i] for p in pairs]))  # noqa: E731
+    return (median(0, 0), median(0, 1)), (median(1, 0), median(1, 1))
+
+
 def _paired_rates(ours: Callable[[], object], bare: Callable[[], object], seconds: float,
                   rounds: int = 5) -> tuple[float, float]:
-    """Median rates of two functions measured in alternation, so that noise from a shared
-    machine hits both alike."""
-    pairs = [(calls_per_s(ours, seconds / rounds), calls_per_s(bare, seconds / rounds))
-             for _ in range(rounds)]
-    return float(np.median([p[0] for p in pairs])), float(np.median([p[1] for p in pairs]))
+    """Median rates of two functions measured in alternation."""
+    (ours_rate, _), (bare_rate, _) = paired_timings(ours, bare, seconds, rounds)
+    return ours_rate, bare_rate
 
 
 def _atari_store(capacity: int, streams: int, prioritized: bool, seed: int = 0) -> FrameReplay:

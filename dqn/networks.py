@@ -6,7 +6,8 @@ streams, V(s) and A(s, a), combined as Q = V + A - mean_a A (Wang et al. 2016).
 uint8 frames are scaled to [0, 1] inside the network, so replay and the wire carry
 bytes and never floats. The conv torsos keep weights and activations channels-last
 (NHWC in memory, the same NCHW tensors to the code): oneDNN's CPU convolutions run
-faster on it (docs/benchmarks.md, "Learner update on the CPU"), and so do cuDNN's.
+faster on it (docs/benchmarks.md, "Channels-last convolutions and fused Adam"; not
+measured on a GPU yet).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import numpy as np
 import ray
 import torch
 
-from dqn.bench import calls_per_s, timed_calls
+from dqn.bench import calls_per_s, paired_timings
 from dqn.config import Config, load_config
 from dqn.envs import make_vector_env
 from dqn.learning import DQNLearner, resolve_device
@@ -135,19 +135,15 @@ def bench_update(preset: str, overrides: list[str], seconds: float) -> dict:
     obs_shape, num_actions = _probe(cfg)
     ours, batch = _bare_learner(cfg, obs_shape, num_actions)
     plain = _plain(_bare_learner(cfg, obs_shape, num_actions)[0])
-    rounds = 8
-    pairs = [(timed_calls(lambda: ours.update(batch), seconds / rounds),
-              timed_calls(lambda: plain.update(batch), seconds / rounds))
-             for _ in range(rounds)]
-    median = lambda side, i: float(np.median([p[side][i] for p in pairs]))  # noqa: E731
+    (rate, cpu), (plain_rate, plain_cpu) = paired_timings(
+        lambda: ours.update(batch), lambda: plain.update(batch), seconds, rounds=8)
     return {"network": cfg.network.torso if len(obs_shape) == 3 else "mlp",
             "batch_size": cfg.agent.batch_size, "device": str(ours.device),
             "torch_threads": torch.get_num_threads(),
-            "updates_per_s": round(median(0, 0), 2), "plain_updates_per_s": round(median(1, 0), 2),
-            "speedup": round(median(0, 0) / median(1, 0), 3),
-            "cpu_ms_per_update": round(median(0, 1), 2),
-            "plain_cpu_ms_per_update": round(median(1, 1), 2),
-            "cpu_ratio": round(median(0, 1) / median(1, 1), 3)}
+            "updates_per_s": round(rate, 2), "plain_updates_per_s": round(plain_rate, 2),
+            "speedup": round(rate / plain_rate, 3),
+            "cpu_ms_per_update": round(cpu, 2), "plain_cpu_ms_per_update": round(plain_cpu, 2),
+            "cpu_ratio": round(cpu / plain_cpu, 3)}
 
 
 def _probe(cfg: Config) -> tuple[tuple[int, ...], int]:
