@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dqn.gan_config import GanModelConfig
+from dqn.gan_config import AUGMENTATIONS, GanModelConfig
 
 
 def _num_upsamplings(image_size: int) -> int:
@@ -72,12 +72,19 @@ class Discriminator(nn.Module):
                                    nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+                       *([nn.BatchNorm2d(c_out)] if cfg.d_norm == "batch" else []),
+                       nn.LeakyReLU(0.2, True)]
         # 4x4 -> one logit; with minibatch_std one more input channel (see forward)
         self.minibatch_std = cfg.minibatch_std
         layers += [nn.Conv2d(channels[-1] + int(cfg.minibatch_std), 1, 4, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
+        if cfg.d_norm == "spectral":
+            # Miyato et al. 2018: every conv's weight divided by its largest singular
+            # value (one power iteration per forward), so D is 1-Lipschitz per layer;
+            # unlike batch norm it does not depend on what else is in the batch.
+            for conv in [m for m in self.net if isinstance(m, nn.Conv2d)]:
+                nn.utils.parametrizations.spectral_norm(conv)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
                 ) -> torch.Tensor:
@@ -89,8 +96,23 @@ class Discriminator(nn.Module):
         # Karras et al. 2018: the batch's spread as a feature, so a generator that
         # draws one image per label (mode collapse) is easy to tell from real batches.
         h = self.net[:-1](images)
-        spread = h.std(dim=0).mean().expand(h.shape[0], 1, *h.shape[2:])
+        spread = minibatch_spread(h, labels).view(-1, 1, 1, 1).expand(-1, 1, *h.shape[2:])
         return self.net[-1](torch.cat([h, spread], dim=1)).view(-1)
+
+
+def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Each sample's minibatch-std feature: the mean standard deviation of the features
+    over the samples of its own label (over the whole batch when unconditional). Over a
+    batch of mixed labels the spread would be dominated by the differences between
+    classes, which a generator that ignores z within each class reproduces exactly."""
+    if labels is None:
+        return h.std(dim=0).mean().expand(h.shape[0])
+    out = h.new_zeros(h.shape[0])
+    for label in labels.unique():
+        mine = labels == label
+        if int(mine.sum()) > 1:
+            out = out.index_put((mine,), h[mine].std(dim=0).mean().expand(int(mine.sum())))
+    return out
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -139,26 +161,83 @@ class GanParts(NamedTuple):
 
 
 def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
-               latent_size: int, g_loss: str) -> StepStats:
-    """One discriminator update, then one generator update, on a batch in [-1, 1]."""
+               latent_size: int, g_loss: str, augment: str = "none",
+               r1_weight: float = 0.0) -> StepStats:
+    """One discriminator update, then one generator update, on a batch in [-1, 1].
+
+    `augment` names the differentiable augmentation applied to every image the
+    discriminator sees (see `augment_images`); `r1_weight` > 0 adds that multiple of
+    the R1 penalty, E ||grad_x D(x)||^2 / 2 over the real batch, to the discriminator
+    loss on this step (Mescheder et al. 2018; the caller applies it every k steps with
+    k times the weight, "lazy" R1 of Karras et al. 2020)."""
     g, d, opt_g, opt_d = parts
     z = torch.randn(real.shape[0], latent_size, device=real.device)
     fake = g(z, labels)
     # D step: real and fake in separate batches, so batch norm never mixes them (DCGAN).
     opt_d.zero_grad(set_to_none=True)
-    real_logits = d(real, labels)
-    fake_logits = d(fake.detach(), labels)
+    if r1_weight > 0:
+        real = real.detach().requires_grad_(True)
+    real_logits = d(augment_images(real, augment), labels)
+    fake_logits = d(augment_images(fake.detach(), augment), labels)
     loss_d = discriminator_loss(real_logits, fake_logits)
+    if r1_weight > 0:
+        loss_d = loss_d + r1_weight * r1_penalty(real_logits, real)
     loss_d.backward()
     opt_d.step()
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
-    loss_g = generator_loss(d(fake, labels), g_loss)
+    loss_g = generator_loss(d(augment_images(fake, augment), labels), g_loss)
     loss_g.backward()
     opt_g.step()
     return StepStats(loss_d.item(), loss_g.item(),
                      torch.sigmoid(real_logits).mean().item(),
                      torch.sigmoid(fake_logits).mean().item())
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """E ||grad_x D(x)||^2 / 2 over the real batch, differentiable (double backward)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean() / 2
+
+
+def augment_images(images: torch.Tensor, kind: str) -> torch.Tensor:
+    """Differentiable augmentation of a batch the discriminator is about to see
+    (DiffAugment, Zhao et al. 2020): real and fake batches get the same kind of random
+    transforms, so the discriminator cannot memorize a few thousand frames, while the
+    generator, whose gradient flows through the transforms, still learns unaltered
+    frames. `translation` shifts each image by up to 1/8 of its size, filling with
+    zeros (mid-grey); `cutout` then blanks a random square of half its size."""
+    if kind == "none":
+        return images
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {kind!r}")
+    out = _translate(images, 0.125)
+    if "cutout" in kind:
+        out = _cutout(out, 0.5)
+    return out
+
+
+def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
+    b, _, h, w = x.shape
+    sy, sx = max(1, int(h * ratio)), max(1, int(w * ratio))
+    padded = F.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)   # B, H + 2sy, W + 2sx, C
+    dy = torch.randint(0, 2 * sy + 1, (b, 1, 1), device=x.device)
+    dx = torch.randint(0, 2 * sx + 1, (b, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) + dy
+    cols = torch.arange(w, device=x.device).view(1, 1, w) + dx
+    batch = torch.arange(b, device=x.device).view(b, 1, 1)
+    return padded[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def _cutout(x: torch.Tensor, ratio: float) -> torch.Tensor:
+    b, _, h, w = x.shape
+    ch, cw = int(h * ratio), int(w * ratio)
+    top = torch.randint(0, h - ch + 1, (b, 1, 1), device=x.device)
+    left = torch.randint(0, w - cw + 1, (b, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    hole = (rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)
+    return x * (~hole).unsqueeze(1).to(x.dtype)
 
 
 def adam(module: nn.Module, lr: float, beta1: float) -> torch.optim.Optimizer:

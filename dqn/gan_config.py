@@ -16,6 +16,9 @@ from dqn.errors import UserError
 from dqn.frames import FramePlan, check_games
 
 
+AUGMENTATIONS = ("none", "translation", "translation,cutout")  # see dqn.gan.augment_images
+
+
 @dataclass(frozen=True)
 class GanDataConfig:
     games: tuple[str, ...] = opt(("pong", "breakout", "space_invaders", "seaquest"),
@@ -45,9 +48,14 @@ class GanModelConfig:
     d_width: int = opt(64, "discriminator channels at its first layer; doubling "
                        "towards the logit", lo=1)
     embed_size: int = opt(16, "label embedding size fed to the generator", lo=1)
+    d_norm: str = opt("batch", "normalization inside the discriminator: batch (DCGAN; "
+                      "real and fake batches are normalized apart), spectral (Miyato et "
+                      "al. 2018, every conv, no batch norm) or none",
+                      choices=("batch", "spectral", "none"))
     minibatch_std: bool = opt(False, "feed the batch's feature spread to the "
                               "discriminator's last layer (Karras et al. 2018), against "
-                              "mode collapse")
+                              "mode collapse; conditional: the spread among each "
+                              "sample's own label")
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,14 @@ class GanTrainConfig:
     g_loss: str = opt("non_saturating", "non_saturating: G minimizes -log D(G(z)); "
                       "minimax: G minimizes log(1 - D(G(z))) (Goodfellow et al. 2014)",
                       choices=("non_saturating", "minimax"))
+    augment: str = opt("none", "differentiable augmentation of every image D sees, real "
+                       "or fake (DiffAugment): translation shifts by up to 1/8 of the "
+                       "size; cutout also blanks a random half-size square",
+                       choices=AUGMENTATIONS)
+    r1_gamma: float = opt(0.0, "weight of the R1 penalty gamma/2 E||grad D(x)||^2 on real "
+                          "frames (Mescheder et al. 2018); 0 turns it off", lo=0.0)
+    r1_every: int = opt(16, "discriminator steps between R1 penalties, each weighted "
+                        "by this many (lazy regularization)", lo=1)
     ema_decay: float = opt(0.999, "samples, scores and `gan sample` use an exponential "
                            "moving average of the generator's weights with this decay per "
                            "update; 0 uses the live generator", lo=0.0, hi=0.99999)

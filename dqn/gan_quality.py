@@ -55,6 +55,8 @@ class Quality(NamedTuple):
                                  # unconditional)
     cfd: float                   # generated vs held-out real (half B)
     cfd_real_baseline: float     # held-out real half A vs half B
+    # class name (or "all" when unconditional) -> (real, generated) pixel spread
+    spread: dict[str, tuple[float, float]] | None = None
 
     @property
     def ratio(self) -> float:
@@ -66,7 +68,18 @@ class Quality(NamedTuple):
                "quality/cfd_ratio": self.ratio}
         if not np.isnan(self.conditional_accuracy):
             out["quality/conditional_acc"] = self.conditional_accuracy
+        for name, (real, generated) in (self.spread or {}).items():
+            out[f"spread/real/{name}"] = real
+            out[f"spread/generated/{name}"] = generated
         return out
+
+
+def pixel_spread(images_uint8: np.ndarray | torch.Tensor) -> float:
+    """How much the images of one set differ from one another: the per-pixel standard
+    deviation across the set, averaged over pixels and channels, in the generator's
+    [-1, 1] units. A generator that ignores its noise scores near 0."""
+    x = torch.as_tensor(images_uint8).double() / 127.5
+    return float(x.std(dim=0).mean()) if len(x) > 1 else 0.0
 
 
 def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
@@ -138,14 +151,25 @@ class Judge:
         self.feats_a, self.feats_b = feats[half_a], feats[half_b]
         self.labels_b = heldout.labels[half_b]  # the games to draw samples for
         self.baseline = frechet_distance(self.feats_a, self.feats_b)
+        self.names = heldout.names
+        images_b = heldout.images[half_b]
+        self.spread_b = {"all": pixel_spread(images_b)}
+        self.spread_b.update({name: pixel_spread(images_b[self.labels_b == label])
+                              for label, name in enumerate(self.names)})
 
     def score(self, generated: torch.Tensor, labels: np.ndarray | None) -> Quality:
         """`generated`: uint8 NCHW samples, as many as half B holds, drawn for the games
         in `labels_b` (`labels` None: an unconditional model chose its own games)."""
         feats, predicted = predict(self.model, generated)
         cond = float("nan") if labels is None else float((predicted == labels).mean())
+        if labels is None:   # the model chose its games: only the spread of the whole set
+            spread = {"all": (self.spread_b["all"], pixel_spread(generated))}
+        else:                # per game: samples drawn for it against its real frames
+            mine = [torch.from_numpy(labels == label) for label in range(len(self.names))]
+            spread = {name: (self.spread_b[name], pixel_spread(generated[mine[label]]))
+                      for label, name in enumerate(self.names)}
         return Quality(self.heldout_accuracy, cond, frechet_distance(feats, self.feats_b),
-                       self.baseline)
+                       self.baseline, spread)
 
 
 def save_judge(model: GameClassifier, path: Path) -> Path:

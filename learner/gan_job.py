@@ -74,13 +74,15 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
     lead = _Lead(cfg, files, heldout, resumed=state is not None) if rank() == 0 else None
     progress = Progress(cfg.train.epochs * len(loader), "G updates", start=updates)
     device = ray.train.torch.get_device()
+    t = cfg.train
     while epoch < cfg.train.epochs:
         sampler.set_epoch(epoch)
         sums, count, t0 = np.zeros(4), 0, time.monotonic()
         for images, labels in loader:
+            r1 = t.r1_gamma * t.r1_every if updates % t.r1_every == 0 else 0.0
             stats = train_step(parts, to_unit(images.to(device)),
                                labels.to(device) if cfg.model.conditional else None,
-                               cfg.model.latent_size, cfg.train.g_loss)
+                               cfg.model.latent_size, t.g_loss, t.augment, r1)
             updates += 1
             if ema is not None:
                 ema.update(_unwrap(parts.generator))
@@ -226,4 +228,8 @@ def format_quality(metrics: dict[str, float]) -> str:
              "quality/cfd": "classifier Fréchet distance (CFD)",
              "quality/cfd_real_vs_real": "CFD real-vs-real",
              "quality/cfd_ratio": "CFD / real-vs-real"}
-    return "  ".join(f"{label} {metrics[k]:.4g}" for k, label in names.items() if k in metrics)
+    line = "  ".join(f"{label} {metrics[k]:.4g}" for k, label in names.items() if k in metrics)
+    spreads = [f"{key.removeprefix('spread/real/')} {real:.3f}/"
+               f"{metrics[key.replace('/real/', '/generated/')]:.3f}"
+               for key, real in metrics.items() if key.startswith("spread/real/")]
+    return line + (f"  pixel spread real/samples: {', '.join(spreads)}" if spreads else "")

@@ -13,9 +13,10 @@ from dqn.config import load_config, preset_names
 from dqn.errors import UserError
 from dqn.frames import FramePlan, build_frames, load_frames, load_image_folder
 from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam,
-                     discriminator_loss, generator_loss, train_step)
+                     minibatch_spread, augment_images, discriminator_loss, generator_loss,
+                     r1_penalty, train_step)
 from dqn.gan_config import GanConfig, GanModelConfig
-from dqn.gan_quality import frechet_distance, image_grid
+from dqn.gan_quality import frechet_distance, image_grid, pixel_spread
 from learner.cli import main
 
 LOG2 = float(np.log(2.0))
@@ -66,6 +67,25 @@ def test_discriminator_is_strided_convs_with_leaky_relu_and_no_bn_first(size, co
     assert d(torch.rand(4, 3, size, size) * 2 - 1, labels).shape == (4,)
 
 
+@pytest.mark.parametrize("norm", ["spectral", "none"])
+def test_discriminator_without_batch_norm(norm):
+    d = Discriminator(GanModelConfig(d_width=4, d_norm=norm), 32, num_classes=3)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    assert [type(m) for m in d.net].count(nn.LeakyReLU) == 3
+    x, labels = torch.rand(6, 3, 32, 32) * 2 - 1, torch.tensor([0, 1, 2] * 2)
+    for _ in range(30):                      # power iterations run in training forwards
+        d(x, labels)
+    convs = [m for m in d.net if isinstance(m, nn.Conv2d)]
+    sigmas = [torch.linalg.matrix_norm(c.weight.flatten(1), ord=2).item() for c in convs]
+    if norm == "spectral":
+        assert sigmas == pytest.approx([1.0] * len(convs), abs=0.05)
+    else:
+        assert max(sigmas) < 0.9             # DCGAN's N(0, 0.02) weights, not normalized
+    d.eval()
+    one = d(x[:1], labels[:1])               # no batch statistics: a sample alone scores
+    torch.testing.assert_close(one, d(x, labels)[:1])  # as it does inside a batch
+
+
 def test_the_label_changes_what_the_conditional_generator_draws():
     g = Generator(GanModelConfig(latent_size=8, g_width=4), 16, num_classes=4).eval()
     z = torch.randn(1, 8).repeat(4, 1)
@@ -111,6 +131,88 @@ def test_one_training_step_changes_both_networks():
     assert 0 < stats.d_real < 1 and 0 < stats.d_fake < 1 and stats.loss_d > 0
 
 
+def test_translation_shifts_each_image_whole_and_cutout_blanks_a_half_size_square():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 32, 32) + 1.0          # all pixels in [1, 2): zeros are fill
+    moved = augment_images(x, "translation")
+    assert moved.shape == x.shape
+    shifts = []
+    for src, out in zip(x, moved):
+        # the image reappears whole, shifted by (dy, dx) with |dy|, |dx| <= 32 / 8
+        hits = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                if torch.equal(out[:, max(dy, 0):32 + min(dy, 0), max(dx, 0):32 + min(dx, 0)],
+                               src[:, max(-dy, 0):32 + min(-dy, 0),
+                                   max(-dx, 0):32 + min(-dx, 0)])]
+        assert len(hits) == 1
+        dy, dx = hits[0]
+        assert (out == 0).all(0).sum().item() == 32 * 32 - (32 - abs(dy)) * (32 - abs(dx))
+        shifts.append(hits[0])
+    assert len(set(shifts)) > 4                   # per image, not one shift for the batch
+    cut = augment_images(x, "translation,cutout")
+    blank = (cut == 0).all(1)                     # pixels zero in every channel
+    assert all(b.sum().item() >= 16 * 16 for b in blank)
+    assert augment_images(x, "none") is x
+    with pytest.raises(ValueError, match="'flip'"):
+        augment_images(x, "flip")
+
+
+def test_augmentation_passes_the_gradient_to_the_generator():
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    augment_images(x, "translation,cutout").sum().backward()
+    # every pixel still in view and not cut out gets gradient 1, the rest 0
+    assert set(x.grad.unique().tolist()) <= {0.0, 1.0} and x.grad.sum() > 0
+
+
+def test_r1_penalty_is_half_the_squared_input_gradient():
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    w = torch.randn(3, 4, 4)
+    logits = (x.pow(2) * w).flatten(1).sum(1)     # grad_x = 2 x w, image by image
+    penalty = r1_penalty(logits, x)
+    expected = (2 * x * w).pow(2).flatten(1).sum(1).mean() / 2
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-5)
+    penalty.backward()                            # differentiable: double backward works
+    torch.testing.assert_close(x.grad, 4 * x * w.pow(2) / 5)
+
+
+def test_a_training_step_with_augmentation_and_r1_changes_both_networks():
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4)
+
+    def fresh() -> GanParts:
+        torch.manual_seed(0)
+        g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+        return GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+
+    real, labels = torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,))
+    parts = fresh()
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in parts[:2]]
+    stats = train_step(parts, real, labels, 8, "non_saturating", "translation,cutout",
+                       r1_weight=10.0)
+    for module, old in zip(parts[:2], before):
+        assert any(not torch.equal(v, old[k]) for k, v in module.state_dict().items()
+                   if k.endswith("weight"))
+    assert not real.requires_grad and np.isfinite(stats.loss_d)
+    # the R1 term is in D's loss: the same step from the same start, with and without
+    losses = []
+    for weight in (0.0, 10.0):
+        parts = fresh()
+        losses.append(train_step(parts, real, labels, 8, "non_saturating",
+                                 r1_weight=weight).loss_d)
+    assert losses[1] > losses[0]
+
+
+def test_minibatch_spread_of_a_conditional_batch_is_taken_within_each_label():
+    # two labels; within each label every sample is the same: collapse inside classes
+    h = torch.cat([torch.zeros(3, 5, 2, 2), torch.ones(3, 5, 2, 2)])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert torch.equal(minibatch_spread(h, labels), torch.zeros(6))
+    assert (minibatch_spread(h, None) > 0.4).all()          # across labels it looks diverse
+    h[3] += torch.randn(5, 2, 2)                   # label 1 gets some spread, label 0 none
+    spread = minibatch_spread(h, labels)
+    assert (spread[:3] == 0).all() and (spread[3:] > 0).all()
+    d = Discriminator(GanModelConfig(d_width=4, minibatch_std=True), 16, num_classes=2)
+    assert d(torch.rand(6, 3, 16, 16), labels).shape == (6,)
+
+
 def test_averaged_generator_follows_the_live_one_and_sets_its_own_batchnorm_stats():
     torch.manual_seed(0)
     cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4)
@@ -149,6 +251,17 @@ def test_frechet_distance_sees_a_change_of_spread():
     expected = np.trace(s) + (feats.mean(0) ** 2).sum()
     assert frechet_distance(feats, feats * 2) == pytest.approx(expected, rel=1e-9)
     assert expected == pytest.approx(3.0, rel=0.05)
+
+
+def test_pixel_spread_is_zero_for_copies_and_grows_with_difference():
+    same = np.full((5, 4, 4, 3), 77, np.uint8)
+    assert pixel_spread(same) == 0.0 and pixel_spread(same[:1]) == 0.0
+    black_white = np.stack([np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)])
+    assert pixel_spread(black_white) == pytest.approx(np.sqrt(2))   # values 0 and 2
+    dot = same.copy()
+    dot[0, 0, 0] = 255                                              # one pixel differs
+    assert 0 < pixel_spread(dot) < pixel_spread(black_white) / 10
+    assert pixel_spread(torch.from_numpy(dot)) == pixel_spread(dot)
 
 
 def test_frame_builder_is_deterministic_for_a_seed(tmp_path):
@@ -234,7 +347,10 @@ TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_siz
         "data.keep_every_env_steps=2", "model.g_width=4", "model.d_width=4",
         "model.latent_size=8", "train.batch_size=8", "train.log_every_updates=2",
         "train.grid_images=8", "quality.classifier_updates=10", "quality.samples=16",
-        "ray.num_workers=2", "ray.cpus_per_worker=0.5", "run.name=tiny"]
+        "ray.num_workers=2", "ray.cpus_per_worker=0.5", "run.name=tiny",
+        # the stabilizers under DDP too: R1's double backward, augmentation, the spread
+        "train.r1_gamma=1.0", "train.r1_every=2", "train.augment=translation,cutout",
+        "model.minibatch_std=true"]
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +372,7 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
     assert first["epoch"] == 1 and first["g_updates"] == 8
     assert first["quality/classifier_heldout_acc"] >= 0.5
     assert 0 <= first["quality/conditional_acc"] <= 1 and first["quality/cfd"] > 0
+    assert first["spread/real/pong"] > 0 and first["spread/generated/breakout"] >= 0
     run = tmp_path / "runs" / "tiny"
     assert list(run.glob("checkpoint_*/state.pt")) and (run / "samples/epoch_001.png").is_file()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
