@@ -24,6 +24,7 @@ from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.networks import QNetwork
 from dqn.nstep import chunk_priorities
+from dqn.process import torch_process
 from dqn.recorder import Episode, Records, StepRecorder
 from dqn.schedules import linear
 
@@ -39,7 +40,7 @@ class CollectReport(NamedTuple):
 class Collector:
     def __init__(self, cfg: Config, index: int, shard_name: str, streams: np.ndarray,
                  epsilons: np.ndarray | None, seed: int):
-        torch.set_num_threads(1)
+        torch_process(1)
         # The shard is found by name, not passed as a handle: constructor arguments held in
         # the object store could be lost, and Ray could then not restart this actor.
         self.cfg, self.index, self.shard = cfg, index, ray.get_actor(shard_name)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import ray
-import torch
 
 from dqn.config import Config
 from dqn.evaluation import evaluate
 from dqn.networks import QNetwork
+from dqn.process import torch_process
 
 
 class EvalReport(NamedTuple):
@@ -22,7 +22,7 @@ class EvalReport(NamedTuple):
 @ray.remote
 class Evaluator:
     def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int):
-        torch.set_num_threads(1)
+        torch_process(1)
         self.cfg = cfg
         self.net = QNetwork(obs_shape, num_actions, cfg.network).eval()
 

@@ -29,6 +29,7 @@ from dqn.bench import calls_per_s, paired_timings
 from dqn.config import Config, load_config
 from dqn.envs import make_vector_env
 from dqn.learning import DQNLearner, resolve_device
+from dqn.process import torch_process
 from dqn.replay import Batch
 from learner.cluster import init_ray
 from learner.driver import DistributedTrainer
@@ -95,7 +96,7 @@ def bench_collect(preset: str, overrides: list[str], seconds: float) -> dict:
 
 def _bare_learner(cfg: Config, obs_shape: tuple[int, ...], num_actions: int):
     """A DQNLearner and one fixed synthetic batch on the learner's device and threads."""
-    torch.set_num_threads(max(1, round(cfg.ray.learner_cpus)))
+    torch_process(round(cfg.ray.learner_cpus))
     device = resolve_device(cfg.run.device)
     learner = DQNLearner(cfg, obs_shape, num_actions, device)
     batch = synthetic_batch(cfg.agent.batch_size, obs_shape, num_actions)

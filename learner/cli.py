@@ -18,6 +18,7 @@ import json
 import sys
 
 from dqn.errors import UserError
+from dqn.process import keep_freed_memory
 from learner import gan_cli
 from learner import lm_cli
 
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [a for a in extra if a not in unknown]
+    keep_freed_memory()  # this process's own torch work (serial training, bare loops, ...)
     try:
         return _run(args)
     except UserError as err:

@@ -29,6 +29,7 @@ from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam
                      to_unit, train_step)
 from dqn.gan_config import GanConfig
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
+from dqn.process import torch_process
 from learner.train_job import Progress, rank, report, restore, run_dir_of, world_size
 
 STEP_KEY = "global/g_updates"
@@ -60,7 +61,7 @@ def fixed_inputs(cfg: GanConfig, num_classes: int, n: int
 def _train(cfg: GanConfig, files: DataFiles) -> None:
     import ray.train.torch
 
-    torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
+    torch_process(int(cfg.ray.cpus_per_worker))
     torch.manual_seed(cfg.run.seed * 1000 + rank())  # each rank draws its own noise
     train, heldout = split_heldout(load_frames(Path(files.frames)),
                                    cfg.data.heldout_fraction, cfg.run.seed)

@@ -20,6 +20,7 @@ import torch
 
 from dqn.config import Config
 from dqn.learning import DQNLearner, resolve_device
+from dqn.process import torch_process
 from dqn.replay import Batch
 
 
@@ -37,7 +38,7 @@ class LearnerReport(NamedTuple):
 class LearnerActor:
     def __init__(self, cfg: Config, shards: list, obs_shape: tuple[int, ...],
                  num_actions: int, state: dict | None = None):
-        torch.set_num_threads(max(1, int(cfg.ray.learner_cpus)))
+        torch_process(int(cfg.ray.learner_cpus))
         self.cfg, self.shards = cfg, shards
         self.device = resolve_device(cfg.run.device)
         self.core = DQNLearner(cfg, obs_shape, num_actions, self.device)

@@ -81,6 +81,7 @@ def sample_command(path: Path, prime: str, temperature: float, length: int, seed
 
     from dqn.charlm import CharLM, sample
     from dqn.lm_config import ModelConfig
+    from dqn.process import torch_process
     from learner.train_job import latest_state
 
     if temperature <= 0:
@@ -91,7 +92,7 @@ def sample_command(path: Path, prime: str, temperature: float, length: int, seed
     if state["job"] != "lm":
         raise UserError(f"checkpoint {str(path)!r} holds a {state['job']!r} job, not a "
                         f"language model")
-    torch.set_num_threads(1)  # sampling is one byte at a time: threads only add overhead
+    torch_process(1)  # sampling is one byte at a time: threads only add overhead
     model = CharLM(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
     text = sample(model, prime.encode(), length, temperature, seed)

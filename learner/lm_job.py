@@ -36,6 +36,7 @@ from dqn.corpus import Corpus, Streams, load_corpus, shard
 from dqn.errors import UserError
 from dqn.lm_config import LMConfig
 from dqn.metrics import MetricLogger
+from dqn.process import torch_process
 from learner.train_job import latest_state, rank, report, restore, run_dir_of, run_job, world_size
 
 JOB = "lm"
@@ -114,7 +115,7 @@ def _check_resume(cfg: LMConfig) -> None:
 
 def _worker(loop_config: dict, corpus: Corpus) -> None:
     cfg: LMConfig = loop_config["cfg"]
-    torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
+    torch_process(int(cfg.ray.cpus_per_worker))
     torch.manual_seed(cfg.run.seed)  # same initial weights on every rank
     saved = restore()
     model = CharLM(cfg.model)
