@@ -46,11 +46,12 @@ class DQNLearner:
 
     def update(self, batch: Batch) -> UpdateResult:
         b = _to_tensors(batch, self.device)
+        next_obs = self.online.prepare(b.next_obs)  # once for the target and online passes
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
             q = self.online(b.obs)
             with torch.no_grad():
-                q_next_target = self.target(b.next_obs)
-                q_next_online = self.online(b.next_obs) if self.cfg.double_q else None
+                q_next_target = self.target(next_obs)
+                q_next_online = self.online(next_obs) if self.cfg.double_q else None
         with torch.no_grad():  # targets and the loss in float32 whatever the passes ran in
             target = q_targets(b.reward, b.discount, _f32(q_next_online), q_next_target.float())
         out = td_loss(q.float(), b.action, target, b.weight, self.cfg.huber_delta)

@@ -62,21 +62,23 @@ class QNetwork(nn.Module):
 
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (what the DQN paper's t-SNE shows)."""
-        x = self.torso(self._scale(obs))
+        x = self.torso(self.prepare(obs))
         h = self.hidden(x)
         return torch.cat([h, self.value_hidden(x)], dim=1) if self.dueling else h
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.torso(self._scale(obs))
+        x = self.torso(self.prepare(obs))
         advantage = self.out(self.hidden(x))
         if not self.dueling:
             return advantage
         value = self.value_out(self.value_hidden(x))
         return value + advantage - advantage.mean(dim=1, keepdim=True)
 
-    def _scale(self, obs: torch.Tensor) -> torch.Tensor:
-        """Floats in [0, 1] from uint8 frames; stacks laid out channels-last (the bytes
-        are reordered before the float conversion, where they are 4x smaller)."""
+    def prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """The torso's input: floats in [0, 1] from uint8 frames, stacks laid out
+        channels-last (the bytes are reordered before the float conversion, where they are
+        4x smaller). Prepared input passes through unchanged, so a caller that feeds one
+        batch to two networks (the learner's next states) prepares it once."""
         if self.frames:
             obs = obs.contiguous(memory_format=torch.channels_last)
-        return obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
+        return obs.float().div_(255.0) if obs.dtype == torch.uint8 else obs.float()
