@@ -21,8 +21,10 @@ class EvalReport(NamedTuple):
 
 @ray.remote
 class Evaluator:
-    def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int):
-        torch_process(1)
+    def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
+                 nice: int = 0):
+        """`nice` > 0 beside training: its evaluations may wait, the learner may not."""
+        torch_process(1, nice=nice)
         self.cfg = cfg
         self.net = QNetwork(obs_shape, num_actions, cfg.network).eval()
 
@@ -31,6 +33,7 @@ class Evaluator:
         """Play `episodes` (default run.eval_episodes) with `eps` (default explore.eval_eps)."""
         self.net.load_state_dict(weights)
         episodes = evaluate(self.net, self.cfg.env, episodes or self.cfg.run.eval_episodes,
-                            self.cfg.explore.eval_eps if eps is None else eps, seed=seed)
+                            self.cfg.explore.eval_eps if eps is None else eps, seed=seed,
+                            num_threads=1)  # one core at most; more actors for more
         return EvalReport(env_steps, weights_version, [e.score for e in episodes],
                           [e.env_steps for e in episodes])

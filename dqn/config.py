@@ -155,6 +155,10 @@ class RayConfig:
                                      "cluster has one", lo=0.0)
     learner_resource: str | None = opt(None, "a custom node resource the learner needs, to "
                                        "pin it to nodes started with --resources")
+    evaluator_nice: int = opt(19, "the evaluator actor's niceness, at least (Ray starts "
+                              "workers at 15 on Linux; 19 is the lowest priority): "
+                              "in-training evaluations take the CPU that the learner and "
+                              "collectors leave", lo=0, hi=19)
 
 
 class ConfigRoot:

@@ -17,10 +17,12 @@ from dqn.recorder import Episode, StepRecorder
 
 def evaluate(q_net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, eps: float,
              seed: int, device: torch.device | None = None,
-             max_envs: int = 8) -> list[Episode]:
+             max_envs: int = 8, num_threads: int = 0) -> list[Episode]:
+    """`num_threads`: ALE's worker threads (0: one per env); 1 beside training, where
+    more threads would take the cores from the learner and collectors."""
     num_envs = min(episodes, max_envs)
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
-    env = make_vector_env(env_cfg, num_envs)
+    env = make_vector_env(env_cfg, num_envs, num_threads=num_threads)
     rng = np.random.default_rng(seed)
     recorder = StepRecorder(num_envs, clip_rewards=False, life_loss_terminal=False)
     obs, lives = env.reset(seed=seed)

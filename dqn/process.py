@@ -33,10 +33,16 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
-def torch_process(threads: int) -> None:
+def torch_process(threads: int, nice: int = 0) -> None:
     """Set up this process for torch work: `threads` intra-op threads (at least one),
-    freed memory kept."""
+    freed memory kept, and a niceness of at least `nice` (work that may wait, such as
+    in-training evaluations, yields the CPU to the hot path; threads started later
+    inherit it)."""
+    import os
+
     import torch  # here, so that the CLI can keep memory without importing torch
 
     torch.set_num_threads(max(1, int(threads)))
     keep_freed_memory()
+    if hasattr(os, "nice") and nice > os.nice(0):
+        os.nice(nice - os.nice(0))

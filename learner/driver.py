@@ -82,7 +82,8 @@ class DistributedTrainer:
             num_cpus=cfg.ray.learner_cpus, num_gpus=gpus, resources=resources,
         ).remote(cfg, self.shards, obs_shape, num_actions, state["learner"] if state else None)
         self.collectors = [self._start_collector(i) for i in range(cfg.ray.num_collectors)]
-        self.evaluator = Evaluator.options(num_cpus=0).remote(cfg, obs_shape, num_actions)
+        self.evaluator = Evaluator.options(num_cpus=0).remote(cfg, obs_shape, num_actions,
+                                                              cfg.ray.evaluator_nice)
         self.evaluations: list[EvalReport] = []
         self.target_reached = False
         self.collector_version = [-1] * cfg.ray.num_collectors

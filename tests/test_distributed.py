@@ -77,6 +77,11 @@ def test_killed_collector_is_restarted_and_resynced(local_ray, run_dir):
         # Ask before the collector gets busy: a call to it waits behind its chunk, and
         # its chunk waits for the learner, which waits for this loop to step the driver.
         victim, _ = ray.get(trainer.collectors[0].where.remote())
+        # The evaluator yields the CPU to the hot path: the lowest priority, below a collector.
+        evaluator_nice, collector_nice = ray.get(
+            [actor.__ray_call__.remote(lambda _: os.nice(0))
+             for actor in (trainer.evaluator, trainer.collectors[0])])
+        assert evaluator_nice == cfg.ray.evaluator_nice == 19 >= collector_nice
         deadline = time.time() + 120
         while trainer.updates < 10 and time.time() < deadline:
             trainer.step()
