@@ -141,6 +141,10 @@ def test_bench_update_times_the_same_update_in_both_layouts():
     for _ in range(3):  # the baseline is the same maths: the same losses, step by step
         a, b = ours.update(batch), plain.update(batch)
         assert a.td_loss == pytest.approx(b.td_loss, rel=1e-4)
+    # and the same weights after them: each Adam step moves a weight by ~lr = 1e-4, so a
+    # gradient applied to the wrong elements (a layout mix-up) would show here
+    for (name, x), y in zip(ours.online.state_dict().items(), plain.online.state_dict().values()):
+        assert torch.allclose(x, y, rtol=0, atol=1e-6), name
 
     proc = _cli("bench", "update", "--seconds", "1", "--preset", "laptop")
     assert proc.returncode == 0, proc.stderr[-2000:]
