@@ -47,6 +47,20 @@ class CharLM(nn.Module):
                                      cfg.num_layers, between)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, VOCAB_SIZE)
+        if cfg.cell == "lstm" and cfg.forget_bias:
+            self._set_forget_bias(cfg.forget_bias)
+
+    @torch.no_grad()
+    def _set_forget_bias(self, value: float) -> None:
+        """Rows h..2h of torch's LSTM biases are the forget gate's (order i, f, g, o):
+        b_ih gets `value`, b_hh 0, so the gate starts at σ(value + W x + U h)."""
+        h = self.cfg.hidden_size
+        for name, bias in self.rnn.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]  # fused: bias_ih_l0; explicit: layers.0.bias_ih
+            if leaf.startswith("bias_ih"):
+                bias[h:2 * h] = value
+            elif leaf.startswith("bias_hh"):
+                bias[h:2 * h] = 0.0
 
     def initial_state(self, batch: int) -> State:
         zeros = torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size,

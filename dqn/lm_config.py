@@ -34,6 +34,9 @@ class ModelConfig:
     num_layers: int = opt(2, "stacked recurrent layers", lo=1)
     dropout: float = opt(0.0, "dropout between layers and before the output layer",
                          lo=0.0, hi=0.9)
+    forget_bias: float = opt(0.0, "LSTM only: the forget gate's bias at initialization "
+                             "(b_ih + b_hh of the f rows); 0 keeps torch's uniform init, 1 "
+                             "starts the cell remembering (Jozefowicz et al. 2015)")
     implementation: str = opt("fused", "fused: torch's nn.RNN/LSTM/GRU; explicit: the gate "
                               "equations of dqn/cells.py in a Python loop (slow; same "
                               "maths)", choices=("fused", "explicit"))

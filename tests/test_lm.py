@@ -68,6 +68,28 @@ def test_explicit_network_equals_the_fused_network(cell):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("implementation", ["fused", "explicit"])
+def test_forget_bias_sets_only_the_forget_rows_of_every_layer(implementation):
+    cfg = ModelConfig(cell="lstm", embed_dim=6, hidden_size=5, num_layers=2,
+                      implementation=implementation)
+    torch.manual_seed(5)
+    plain = dict(CharLM(cfg).rnn.named_parameters())
+    torch.manual_seed(5)
+    biased = dict(CharLM(dataclasses.replace(cfg, forget_bias=1.5)).rnn.named_parameters())
+    forget = slice(5, 10)  # torch's gate order: i, f, g, o
+    ih = [n for n in biased if n.rsplit(".", 1)[-1].startswith("bias_ih")]
+    assert len(ih) == 2
+    for name in ih:
+        hh = name.replace("bias_ih", "bias_hh")
+        total = biased[name][forget] + biased[hh][forget]
+        torch.testing.assert_close(total, torch.full((5,), 1.5))
+        for key in (name, hh):  # the other gates keep torch's init, draw for draw
+            keep = torch.ones(20, dtype=torch.bool)
+            keep[forget] = False
+            torch.testing.assert_close(biased[key][keep], plain[key][keep])
+    assert not torch.equal(plain[ih[0]][forget], biased[ih[0]][forget])  # it did change
+
+
 def test_streams_are_contiguous_and_start_over_at_the_end():
     data = np.arange(43, dtype=np.uint8)  # 2 streams of 21 bytes (42 + 1 target)
     streams = Streams(data, n=2, k=5)
