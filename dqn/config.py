@@ -90,6 +90,13 @@ class AgentConfig:
     batch_size: int = opt(32, "transitions per learner update", lo=1)
     learning_rate: float = opt(6.25e-5, "Adam step size (Rainbow / Dopamine)", lo=0.0)
     adam_eps: float = opt(1.5e-4, "Adam epsilon (Rainbow / Dopamine)", lo=0.0)
+    lr_end: float | None = opt(None, "Adam step size at the end of a linear decay from "
+                               "learning_rate; null keeps learning_rate throughout", lo=0.0)
+    lr_decay_start_env_steps: int = opt(0, "env steps at which the decay to lr_end starts",
+                                        lo=0)
+    lr_decay_end_env_steps: int = opt(0, "env steps at which lr_end is reached (the learner "
+                                      "counts learning_starts + updates x "
+                                      "update_every_env_steps)", lo=0)
     huber_delta: float = opt(1.0, "Huber loss threshold", lo=0.0)
     grad_clip_norm: float = opt(10.0, "global gradient-norm clip; 0 turns it off", lo=0.0)
     update_every_env_steps: int = opt(4, "env steps per learner update (Nature: 4)", lo=1)
@@ -352,6 +359,11 @@ def _check_cross_fields(config: Config) -> None:
     if config.explore.eps_end > config.explore.eps_start:
         raise UserError(f"config explore.eps_end = {config.explore.eps_end} must not exceed "
                         f"explore.eps_start = {config.explore.eps_start}")
+    agent = config.agent
+    if agent.lr_end is not None and agent.lr_decay_end_env_steps <= agent.lr_decay_start_env_steps:
+        raise UserError(f"config agent.lr_decay_end_env_steps = {agent.lr_decay_end_env_steps} "
+                        f"must exceed agent.lr_decay_start_env_steps = "
+                        f"{agent.lr_decay_start_env_steps} when agent.lr_end is set")
     if config.replay.capacity_transitions < config.agent.batch_size:
         raise UserError(f"config replay.capacity_transitions = "
                         f"{config.replay.capacity_transitions} must be at least "

@@ -16,6 +16,7 @@ from dqn.config import Config
 from dqn.losses import q_targets, td_loss
 from dqn.networks import QNetwork
 from dqn.replay import Batch
+from dqn.schedules import linear
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,6 +44,21 @@ class DQNLearner:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.cfg.learning_rate,
                                           eps=self.cfg.adam_eps, fused=True)
         self.updates = 0
+        self.learning_starts = cfg.replay.learning_starts_env_steps
+
+    def learning_rate(self) -> float:
+        """The step size of the next update: constant, or decayed linearly over env steps.
+
+        The learner's env-step clock is learning_starts + updates x update_every_env_steps,
+        which the rate limiter keeps within a few hundred steps of the collectors' count.
+        """
+        cfg = self.cfg
+        if cfg.lr_end is None:
+            return cfg.learning_rate
+        env_steps = self.learning_starts + self.updates * cfg.update_every_env_steps
+        return linear(cfg.learning_rate, cfg.lr_end,
+                      cfg.lr_decay_end_env_steps - cfg.lr_decay_start_env_steps,
+                      env_steps - cfg.lr_decay_start_env_steps)
 
     def update(self, batch: Batch) -> UpdateResult:
         b = _to_tensors(batch, self.device)
@@ -59,6 +75,9 @@ class DQNLearner:
         out.loss.backward()
         if self.cfg.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.grad_clip_norm)
+        if self.cfg.lr_end is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate()
         self.optimizer.step()
         self.updates += 1
         if self.updates % self.cfg.target_update_period_updates == 0:

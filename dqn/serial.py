@@ -122,7 +122,8 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
                     metrics["charts/episodic_return"] = float(np.mean(scores))
                 if result is not None:
                     metrics.update({"losses/td_loss": result.td_loss,
-                                    "losses/q_values": result.q_mean})
+                                    "losses/q_values": result.q_mean,
+                                    "charts/learning_rate": learner.learning_rate()})
                 logger.log(env_steps * frames_per_env_step(cfg), metrics)
                 bar.set_postfix(ret=f"{np.mean(scores):.1f}" if scores else "-",
                                 sps=f"{sps:.0f}", upd=learner.updates)

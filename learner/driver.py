@@ -307,7 +307,8 @@ class DistributedTrainer:
         report = self.last_report
         if report is not None and report.td_loss is not None:
             metrics.update({"losses/td_loss": report.td_loss, "losses/q_values": report.q_mean,
-                            "learner/wait_fraction": report.wait_fraction})
+                            "learner/wait_fraction": report.wait_fraction,
+                            "charts/learning_rate": report.learning_rate})
         self.logger.log(self._frames(), metrics)
         self.bar.set_postfix(fps=f"{metrics['charts/frames_per_s']:.0f}", ups=f"{ups:.1f}",
                              ret=f"{np.mean(self.scores):.1f}" if self.scores else "-",

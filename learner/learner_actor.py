@@ -32,6 +32,7 @@ class LearnerReport(NamedTuple):
     weights: ray.ObjectRef       # the latest published weights
     wait_fraction: float         # share of this call spent waiting for batches
     device: str
+    learning_rate: float         # the step size of the next update
 
 
 @ray.remote
@@ -90,7 +91,8 @@ class LearnerActor:
                 self.weights = self._publish()
         elapsed = max(time.perf_counter() - start, 1e-9)
         return LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
-                             self.weights, waited / elapsed, str(self.device))
+                             self.weights, waited / elapsed, str(self.device),
+                             self.core.learning_rate())
 
     def where(self) -> tuple[int, str]:
         """(process id, Ray node id) of this actor."""

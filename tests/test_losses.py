@@ -118,3 +118,35 @@ def test_bf16_learner_matches_float32_and_learns():
         last = learners[True].update(batch)
     assert last.td_loss < 0.5 * first[True].td_loss
     assert next(learners[True].online.parameters()).dtype == torch.float32
+
+
+def test_learning_rate_decays_linearly_over_the_learners_env_steps():
+    import dataclasses
+
+    from dqn.config import load_config
+    from dqn.errors import UserError
+    from dqn.learning import DQNLearner
+    from learner.bench import synthetic_batch
+
+    # learning from 1,000 env steps, 4 per update: update u runs at env step 1,000 + 4u
+    cfg = load_config("cartpole", ["replay.learning_starts_env_steps=1000",
+                                   "agent.update_every_env_steps=4",
+                                   "agent.learning_rate=0.001", "agent.lr_end=0.0002",
+                                   "agent.lr_decay_start_env_steps=1008",
+                                   "agent.lr_decay_end_env_steps=1016"])
+    learner = DQNLearner(cfg, (4,), 2, torch.device("cpu"))
+    batch = synthetic_batch(8, (4,), 2)
+    seen = []
+    for _ in range(6):
+        seen.append(learner.learning_rate())
+        learner.update(batch)
+        assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(seen[-1])
+    assert seen == pytest.approx([1e-3, 1e-3, 1e-3, 6e-4, 2e-4, 2e-4])
+    constant = DQNLearner(dataclasses.replace(cfg, agent=dataclasses.replace(
+        cfg.agent, lr_end=None)), (4,), 2, torch.device("cpu"))
+    for _ in range(3):
+        constant.update(batch)
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-3 == constant.learning_rate()
+    with pytest.raises(UserError, match="lr_decay_end_env_steps = 1008 must exceed"):
+        load_config("cartpole", ["agent.lr_end=0.0002", "agent.lr_decay_start_env_steps=1008",
+                                 "agent.lr_decay_end_env_steps=1008"])

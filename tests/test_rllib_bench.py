@@ -30,3 +30,21 @@ def test_both_sides_run_at_the_same_counted_replay_ratio():
 def test_bench_rllib_refuses_a_non_atari_preset(capsys):
     assert main(["bench", "rllib", "--preset", "cartpole"]) == 2
     assert "is not an ALE game" in capsys.readouterr().err
+
+
+def test_a_learning_rate_decay_reaches_rllib_as_its_own_schedule():
+    from ray.rllib.utils.schedules.scheduler import Scheduler
+
+    from dqn.config import load_config
+    from learner.rllib_side import _lr_schedule
+
+    assert _lr_schedule(load_config("laptop", [])) == 1e-4
+    decayed = _lr_schedule(load_config("laptop", [
+        "agent.lr_end=2e-5", "agent.lr_decay_start_env_steps=600000",
+        "agent.lr_decay_end_env_steps=1000000"]))
+    assert decayed == [[0, 1e-4], [600_000, 1e-4], [1_000_000, 2e-5]]
+    Scheduler.validate(fixed_value_or_schedule=decayed, setting_name="lr",
+                       description="learning rate")
+    scheduler = Scheduler(decayed)
+    assert scheduler.update(800_000) == pytest.approx(6e-5)
+    assert scheduler.update(2_000_000) == pytest.approx(2e-5)
