@@ -76,8 +76,9 @@ class DQNLearner:
         if self.cfg.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.grad_clip_norm)
         if self.cfg.lr_end is not None:
+            lr = self.learning_rate()
             for group in self.optimizer.param_groups:
-                group["lr"] = self.learning_rate()
+                group["lr"] = lr
         self.optimizer.step()
         self.updates += 1
         if self.updates % self.cfg.target_update_period_updates == 0:
