@@ -48,7 +48,13 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
         if plain["faults"] > 1000:
             break
         plain = max(plain, _child("plain"), key=lambda r: r["faults"])
+    # and the kernel now and then faults pages of its own accord (a CI run once counted 482
+    # with memory kept, against 0-1 otherwise): take the fewest of up to three kept runs
     kept = _child("keep")
+    for _ in range(2):
+        if kept["faults"] < plain["faults"] / 10:
+            break
+        kept = min(kept, _child("keep"), key=lambda r: r["faults"])
     assert plain["faults"] > 200, plain  # the baseline does fault: the test can tell
     assert kept["faults"] < plain["faults"] / 10, (plain, kept)  # kept: the pages are reused
 
