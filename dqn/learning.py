@@ -14,7 +14,7 @@ import torch
 
 from dqn.config import Config
 from dqn.losses import q_targets, td_loss
-from dqn.networks import QNetwork
+from dqn.networks import QNetwork, dormant_fractions
 from dqn.replay import Batch
 from dqn.schedules import linear
 
@@ -84,6 +84,10 @@ class DQNLearner:
         if self.updates % self.cfg.target_update_period_updates == 0:
             self.target.load_state_dict(self.online.state_dict())
         return UpdateResult(out.td_abs.cpu().numpy(), out.loss.item(), out.q_taken.mean().item())
+
+    def dormant_units(self, obs) -> dict:
+        """Shares of dormant units of the online network on `obs` (networks.dormant_fractions)."""
+        return dormant_fractions(self.online, torch.as_tensor(obs).to(self.device))
 
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),

@@ -19,6 +19,7 @@ from dqn.config import NetworkConfig
 
 NATURE_HIDDEN = 512
 NIPS2013_HIDDEN = 256
+DORMANT_TAU = 0.025  # a unit is dormant below this share of its layer's mean activation
 
 
 class QNetwork(nn.Module):
@@ -82,3 +83,45 @@ class QNetwork(nn.Module):
         if self.frames:
             obs = obs.contiguous(memory_format=torch.channels_last)
         return obs.float().div_(255.0) if obs.dtype == torch.uint8 else obs.float()
+
+
+@torch.no_grad()
+def dormant_fractions(net: nn.Module, obs: torch.Tensor, tau: float = DORMANT_TAU) -> dict:
+    """The share of dormant units in each ReLU layer of `net` on the batch `obs`, and in all.
+
+    A unit (a conv channel, or a fully connected neuron) is tau-dormant (Sokar et al. 2023)
+    when its mean activation over the batch (and the image) is at most tau times its
+    layer's mean over units; a dormant unit passes (almost) no gradient and stays so. The
+    layers are named conv1, conv2, ... and fc1, fc2, ... in order, by the layer each ReLU
+    follows (with a dueling head, the value stream's hidden layer comes last).
+    """
+    names, means, hooks, counts = [], [], [], {"conv": 0, "fc": 0}
+    last = None
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            last = "conv" if isinstance(module, nn.Conv2d) else "fc"
+        elif isinstance(module, nn.ReLU) and last is not None:
+            counts[last] += 1
+            names.append(f"{last}{counts[last]}")
+            hooks.append(module.register_forward_hook(
+                lambda _m, _i, out: means.append(out.float().mean(
+                    dim=[d for d in range(out.dim()) if d != 1]))))
+    try:
+        net(obs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    result, dormant, units = {}, 0, 0
+    for name, unit_means in zip(names, means):
+        layer_mean = unit_means.mean()
+        count = int((unit_means <= tau * layer_mean).sum()) if layer_mean > 0 else len(unit_means)
+        result[name] = count / len(unit_means)
+        dormant, units = dormant + count, units + len(unit_means)
+    result["all"] = dormant / max(units, 1)
+    return result
+
+
+def dormant_metrics(fractions: dict) -> dict:
+    """dormant_fractions as logged metrics: learner/dormant_units and one per layer."""
+    return {("learner/dormant_units" if name == "all" else f"learner/dormant_units_{name}"): v
+            for name, v in fractions.items()}

@@ -30,6 +30,7 @@ from dqn.errors import UserError
 from dqn.evaluation import evaluate
 from dqn.learning import DQNLearner, epsilon_greedy, resolve_device
 from dqn.metrics import MetricLogger
+from dqn.networks import dormant_metrics
 from dqn.recorder import StepRecorder
 from dqn.replay import FrameReplay
 from dqn.schedules import linear
@@ -124,6 +125,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
                     metrics.update({"losses/td_loss": result.td_loss,
                                     "losses/q_values": result.q_mean,
                                     "charts/learning_rate": learner.learning_rate()})
+                    metrics.update(dormant_metrics(learner.dormant_units(batch.obs)))
                 logger.log(env_steps * frames_per_env_step(cfg), metrics)
                 bar.set_postfix(ret=f"{np.mean(scores):.1f}" if scores else "-",
                                 sps=f"{sps:.0f}", upd=learner.updates)

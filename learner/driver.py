@@ -34,7 +34,7 @@ from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
 from dqn.metrics import MetricLogger
-from dqn.networks import QNetwork
+from dqn.networks import QNetwork, dormant_metrics
 from dqn.rate_limiter import RateLimiter
 from dqn.schedules import apex_epsilons, linear
 from dqn.serial import RESUME_HINT, frames_per_env_step
@@ -309,6 +309,8 @@ class DistributedTrainer:
             metrics.update({"losses/td_loss": report.td_loss, "losses/q_values": report.q_mean,
                             "learner/wait_fraction": report.wait_fraction,
                             "charts/learning_rate": report.learning_rate})
+        if report is not None and report.dormant is not None:
+            metrics.update(dormant_metrics(report.dormant))
         self.logger.log(self._frames(), metrics)
         self.bar.set_postfix(fps=f"{metrics['charts/frames_per_s']:.0f}", ups=f"{ups:.1f}",
                              ret=f"{np.mean(self.scores):.1f}" if self.scores else "-",

@@ -23,6 +23,8 @@ from dqn.learning import DQNLearner, resolve_device
 from dqn.process import torch_process
 from dqn.replay import Batch
 
+DORMANT_EVERY_UPDATES = 500  # one forward pass of a batch per 500 updates (~0.05 % of them)
+
 
 class LearnerReport(NamedTuple):
     updates: int                 # total learner updates so far
@@ -33,6 +35,7 @@ class LearnerReport(NamedTuple):
     wait_fraction: float         # share of this call spent waiting for batches
     device: str
     learning_rate: float         # the step size of the next update
+    dormant: dict | None         # shares of dormant units per layer and "all" (latest check)
 
 
 @ray.remote
@@ -49,6 +52,7 @@ class LearnerActor:
         self.batches: queue.Queue = queue.Queue(maxsize=cfg.ray.prefetch_batches)
         self.version = 0
         self.weights = self._publish()
+        self.dormant, self._dormant_at = None, -DORMANT_EVERY_UPDATES
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._prefetch, daemon=True)
         self._thread.start()
@@ -89,10 +93,13 @@ class LearnerActor:
             qs.append(result.q_mean)
             if self.core.updates % self.cfg.ray.publish_every_updates == 0:
                 self.weights = self._publish()
+        if losses and self.core.updates - self._dormant_at >= DORMANT_EVERY_UPDATES:
+            self._dormant_at = self.core.updates
+            self.dormant = self.core.dormant_units(batch.obs)  # one forward pass of a batch
         elapsed = max(time.perf_counter() - start, 1e-9)
         return LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
                              self.weights, waited / elapsed, str(self.device),
-                             self.core.learning_rate())
+                             self.core.learning_rate(), self.dormant)
 
     def where(self) -> tuple[int, str]:
         """(process id, Ray node id) of this actor."""

@@ -48,6 +48,10 @@ def test_pong_runs_end_to_end_through_the_cnn(run_dir, capsys):
     assert len(result["evaluations"]) == 1 and -21 <= result["evaluations"][0] <= 21
     rows = [json.loads(x) for x in (run_dir / "pong-smoke" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["global/env_frames"] == 3000 * 4
+    # dormant units logged per layer of the dueling 2013 network (fc2: the value stream)
+    logged = [row for row in rows if "learner/dormant_units" in row]
+    assert logged and all(0.0 <= logged[-1][f"learner/dormant_units_{layer}"] <= 1.0
+                          for layer in ("conv1", "conv2", "fc1", "fc2"))
     state = torch.load(result["checkpoint"], weights_only=False)
     # the laptop preset trains the 2013 DQN network: 16 filters of 8x8 over the 4-frame stack
     assert state["learner"]["online"]["torso.0.weight"].shape == (16, 4, 8, 8)

@@ -43,6 +43,9 @@ def test_pong_end_to_end_with_wandb_offline_then_resume(local_ray, run_dir, monk
     rows = [json.loads(line) for line in
             (run_dir / "pong-dist" / "metrics.jsonl").read_text().splitlines()]
     assert any("losses/td_loss" in row for row in rows)
+    dormant = [row for row in rows if "learner/dormant_units" in row]  # the 2013 network's
+    assert dormant and all(0.0 <= row[f"learner/dormant_units_{layer}"] <= 1.0
+                           for row in dormant for layer in ("conv1", "conv2", "fc1"))
     assert max(row.get("replay/size", 0) for row in rows) > 1000
     logged = [row for row in rows if "charts/env_steps" in row]
     assert all(row["global/env_frames"] == 4 * row["charts/env_steps"] for row in logged)

@@ -1,0 +1,54 @@
+"""Dormant units (Sokar et al. 2023): the measure the learner logs as learner/dormant_units."""
+
+import torch
+
+from dqn.config import NetworkConfig
+from dqn.networks import QNetwork, dormant_fractions, dormant_metrics
+
+
+def frames(n: int = 32) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(0))
+
+
+def test_killed_filters_and_neurons_are_counted_dormant_layer_by_layer():
+    net = QNetwork((4, 84, 84), 6, NetworkConfig(torso="nips2013", dueling=True))
+    with torch.no_grad():  # every unit of a layer alike and firing: none dormant
+        for p in net.parameters():
+            p.fill_(1e-3)
+    obs = frames()
+    fresh = dormant_fractions(net, obs)
+    assert fresh == {"conv1": 0.0, "conv2": 0.0, "fc1": 0.0, "fc2": 0.0, "all": 0.0}
+    assert list(fresh) == ["conv1", "conv2", "fc1", "fc2", "all"]  # fc2: the value stream
+    with torch.no_grad():
+        net.torso[0].bias[[1, 5, 9]] = -1e3         # three of 16 conv1 filters never fire
+        net.hidden[0].bias[:64] = -1e3              # a quarter of the 256 hidden neurons
+    killed = dormant_fractions(net, obs)
+    assert killed["conv1"] == 3 / 16 and killed["conv2"] == 0.0
+    assert killed["fc1"] == 64 / 256 and killed["fc2"] == 0.0
+    units = 16 + 32 + 256 + 256
+    assert abs(killed["all"] * units - sum(killed[k] * n for k, n in
+               [("conv1", 16), ("conv2", 32), ("fc1", 256), ("fc2", 256)])) < 1e-9
+
+
+def test_a_weak_but_live_unit_is_dormant_only_under_the_threshold():
+    net = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.copy_(torch.tensor([1.0, 1.0, 1.0, 0.01]))  # mean 0.7525: 0.01 is 1.3 %
+    obs = torch.ones(8, 1)
+    assert dormant_fractions(net, obs)["fc1"] == 0.25
+    assert dormant_fractions(net, obs, tau=0.01)["fc1"] == 0.0
+    with torch.no_grad():
+        net[0].bias.fill_(-1.0)                   # a layer all dead is all dormant
+    assert dormant_fractions(net, obs) == {"fc1": 1.0, "all": 1.0}
+
+
+def test_metric_names_and_the_hooks_are_removed():
+    torch.manual_seed(0)
+    net = QNetwork((4, 84, 84), 6, NetworkConfig(torso="nips2013"))
+    metrics = dormant_metrics(dormant_fractions(net, frames(4)))
+    assert set(metrics) == {"learner/dormant_units", "learner/dormant_units_conv1",
+                            "learner/dormant_units_conv2", "learner/dormant_units_fc1"}
+    assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    assert all(not m._forward_hooks for m in net.modules())
