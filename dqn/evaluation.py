@@ -45,3 +45,18 @@ def evaluate(q_net: torch.nn.Module, env_cfg: EnvConfig, episodes: int, eps: flo
         env.close()
         q_net.train(was_training)
     return finished
+
+
+def visited_observations(q_net: torch.nn.Module, env_cfg: EnvConfig, states: int, eps: float,
+                         seed: int) -> np.ndarray:
+    """The observations of `states` consecutive decisions of one env playing eps-greedily
+    (episodes restart as they end)."""
+    env = make_vector_env(env_cfg, num_envs=1)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    seen = []
+    for _ in range(states):
+        seen.append(obs[0])
+        obs = env.step(epsilon_greedy(q_net, obs, eps, rng)).obs
+    env.close()
+    return np.stack(seen)

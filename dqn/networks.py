@@ -95,17 +95,12 @@ def dormant_fractions(net: nn.Module, obs: torch.Tensor, tau: float = DORMANT_TA
     layers are named conv1, conv2, ... and fc1, fc2, ... in order, by the layer each ReLU
     follows (with a dueling head, the value stream's hidden layer comes last).
     """
-    names, means, hooks, counts = [], [], [], {"conv": 0, "fc": 0}
-    last = None
-    for module in net.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            last = "conv" if isinstance(module, nn.Conv2d) else "fc"
-        elif isinstance(module, nn.ReLU) and last is not None:
-            counts[last] += 1
-            names.append(f"{last}{counts[last]}")
-            hooks.append(module.register_forward_hook(
-                lambda _m, _i, out: means.append(out.float().mean(
-                    dim=[d for d in range(out.dim()) if d != 1]))))
+    names, means, hooks = [], [], []
+    for name, relu, _ in _relu_layers(net):
+        names.append(name)
+        hooks.append(relu.register_forward_hook(
+            lambda _m, _i, out: means.append(out.float().mean(
+                dim=[d for d in range(out.dim()) if d != 1]))))
     try:
         net(obs)
     finally:
@@ -125,3 +120,22 @@ def dormant_metrics(fractions: dict) -> dict:
     """dormant_fractions as logged metrics: learner/dormant_units and one per layer."""
     return {("learner/dormant_units" if name == "all" else f"learner/dormant_units_{name}"): v
             for name, v in fractions.items()}
+
+
+def unit_counts(net: nn.Module) -> dict:
+    """Units (conv channels, neurons) of each ReLU layer, named as in dormant_fractions."""
+    return {name: units for name, _, units in _relu_layers(net)}
+
+
+def _relu_layers(net: nn.Module) -> list:
+    """(name, ReLU module, units) for each ReLU, in order, named by the layer it follows."""
+    layers, counts, last = [], {"conv": 0, "fc": 0}, None
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            last = module
+        elif isinstance(module, nn.ReLU) and last is not None:
+            kind = "conv" if isinstance(last, nn.Conv2d) else "fc"
+            counts[kind] += 1
+            units = last.out_channels if kind == "conv" else last.out_features
+            layers.append((f"{kind}{counts[kind]}", module, units))
+    return layers

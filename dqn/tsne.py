@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from dqn.config import EnvConfig
-from dqn.envs import make_vector_env
-from dqn.learning import epsilon_greedy
+from dqn.evaluation import visited_observations
 
 FIGURE_INCHES, FIGURE_DPI = 8, 100   # an 800 x 800 PNG
 
@@ -19,18 +18,9 @@ FIGURE_INCHES, FIGURE_DPI = 8, 100   # an 800 x 800 PNG
 def visited_states(q_net: torch.nn.Module, cfg: EnvConfig, states: int, eps: float,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(activations (S, H), max Q (S,)) over `states` consecutive decisions of one env."""
-    env = make_vector_env(cfg, num_envs=1)
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    feats, values = [], []
+    obs = torch.as_tensor(visited_observations(q_net, cfg, states, eps, seed))
     with torch.no_grad():
-        for _ in range(states):
-            x = torch.as_tensor(obs)
-            feats.append(q_net.embed(x).numpy()[0])
-            values.append(float(q_net(x).max()))
-            obs = env.step(epsilon_greedy(q_net, obs, eps, rng)).obs
-    env.close()
-    return np.array(feats), np.array(values)
+        return q_net.embed(obs).numpy(), q_net(obs).max(dim=1).values.numpy()
 
 
 def tsne_png(features: np.ndarray, values: np.ndarray, path: Path, title: str,

@@ -4,7 +4,7 @@
     raydqn bench replay|env [--seconds S]
     raydqn bench update|collect|learner|system|rllib [--preset NAME] [section.key=value ...]
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
-                   [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
+                   [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png] [--dormant N]
     raydqn plot RUN_DIR --out curve.png
     raydqn presets
 
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--video", metavar="PATH.mp4", help="record one full episode in colour")
     ev.add_argument("--tsne", metavar="PATH.png", help="t-SNE map of the last hidden layer")
     ev.add_argument("--tsne-states", type=int, default=1000, help="states in the t-SNE map")
+    ev.add_argument("--dormant", type=int, default=0, metavar="STATES",
+                    help="shares of dormant units (trained and at init) on this many visited "
+                         "states; 0: off")
     plot = sub.add_parser("plot", help="learning curve (PNG) from a run's logged metrics")
     plot.add_argument("run_dir", help="a run folder, e.g. runs/laptop-pong")
     plot.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curve.png)")
@@ -129,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
             args.checkpoints, episodes=args.episodes, workers=args.workers,
             protocol=args.protocol, eps=args.eps, seed=args.seed, game=args.game,
             json_path=args.json_path, video=args.video, tsne=args.tsne,
-            tsne_states=args.tsne_states)
+            tsne_states=args.tsne_states, dormant=args.dormant)
         print(summary_table(results))
     elif args.command == "gan":
         return gan_cli.run(args)

@@ -19,8 +19,8 @@ from dqn.checkpoint import check_game, load_checkpoint, load_weights
 from dqn.config import Config, build_config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
-from dqn.evaluation import evaluate
-from dqn.networks import QNetwork
+from dqn.evaluation import evaluate, visited_observations
+from dqn.networks import DORMANT_TAU, QNetwork, dormant_fractions, unit_counts
 from dqn.scores import human_normalized, summarize
 
 PROTOCOLS = {
@@ -118,6 +118,25 @@ def _play_on_ray(cfg: Config, net, episodes: int, eps: float, seed: int,
     return [(s, n) for r in reports for s, n in zip(r.returns, r.lengths)]
 
 
+def dormant_report(path: Path, game: str | None, protocol: dict, states: int) -> dict:
+    """Shares of dormant units of the checkpoint's network, and of a freshly initialised one
+    (torch seed = the protocol's seed), on `states` states the agent visits under the
+    protocol: which units training left dead, and which were dead from the start."""
+    import torch
+
+    cfg, net = load_agent(path, game)
+    env_cfg = dataclasses.replace(
+        cfg.env, sticky_action_prob=protocol["sticky_action_prob"],
+        max_episode_frames=EPISODE_CAP_FRAMES) if cfg.env.is_atari else cfg.env
+    obs = torch.as_tensor(visited_observations(net, env_cfg, states, protocol["eps"],
+                                               protocol["seed"]))
+    torch.manual_seed(protocol["seed"])
+    fresh = QNetwork(net.obs_shape, net.num_actions, cfg.network).eval()
+    return {"states": states, "tau": DORMANT_TAU, "trained": dormant_fractions(net, obs),
+            "initial": dormant_fractions(fresh, obs),
+            "units": unit_counts(net)}
+
+
 def summary_table(results: list[dict[str, Any]]) -> str:
     """One row per evaluated checkpoint, then the median and mean HNS, as papers report."""
     head = f"{'game':<16}{'episodes':>9}{'mean':>10}{'median':>10}{'std':>9}{'min':>9}" \
@@ -132,6 +151,15 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     if s["games_with_reference"]:
         rows.append(f"median HNS {s['median_hns']:.3f} · mean HNS {s['mean_hns']:.3f} over "
                     f"{s['games_with_reference']} game(s) with reference scores")
+    for r in results:
+        if "dormant" in r:
+            d = r["dormant"]
+            layers = ", ".join(
+                f"{name} {round(d['trained'][name] * n)}/{n} (at init {round(d['initial'][name] * n)})"
+                for name, n in d["units"].items())
+            rows.append(f"dormant units on {d['states']} visited states (tau {d['tau']}): "
+                        f"{layers}; all {d['trained']['all']:.1%} (at init "
+                        f"{d['initial']['all']:.1%})  {r['checkpoint']}")
     p = results[0]["protocol"]
     rows.append(f"protocol {p['name']}: eps {p['eps']}, sticky actions "
                 f"{p['sticky_action_prob']}, up to {p['noop_max']} no-ops, unclipped scores, "
@@ -141,7 +169,8 @@ def summary_table(results: list[dict[str, Any]]) -> str:
 
 def evaluate_command(checkpoints: list[str], *, episodes: int, workers: int, protocol: str,
                      eps: float | None, seed: int, game: str | None, json_path: str | None,
-                     video: str | None, tsne: str | None, tsne_states: int) -> list[dict]:
+                     video: str | None, tsne: str | None, tsne_states: int,
+                     dormant: int = 0) -> list[dict]:
     """Check every input first, then play; returns the per-checkpoint results."""
     import json
 
@@ -150,6 +179,8 @@ def evaluate_command(checkpoints: list[str], *, episodes: int, workers: int, pro
         raise UserError("--video and --tsne take a single checkpoint")
     if tsne_states < 10:
         raise UserError(f"--tsne-states {tsne_states} must be at least 10")
+    if dormant < 0:
+        raise UserError(f"--dormant {dormant} must be 0 (off) or a number of states")
     for option, value, suffix in (("--video", video, ".mp4"), ("--tsne", tsne, ".png"),
                                   ("--json", json_path, ".json")):
         if value is not None and not value.endswith(suffix):
@@ -158,6 +189,9 @@ def evaluate_command(checkpoints: list[str], *, episodes: int, workers: int, pro
         load_agent(path, game)   # a missing or foreign checkpoint fails before any play
     results = [evaluate_checkpoint(p, episodes=episodes, workers=workers, protocol=protocol,
                                    eps=eps, seed=seed, game=game) for p in paths]
+    if dormant:
+        for path, result in zip(paths, results):
+            result["dormant"] = dormant_report(path, game, result["protocol"], dormant)
     media = {}
     if video or tsne:
         cfg, net = load_agent(paths[0], game)

@@ -29,7 +29,7 @@ def test_json_has_the_documented_keys_and_consistent_numbers(pong_checkpoint, tm
     video, tsne = tmp_path / "episode.mp4", tmp_path / "tsne.png"
     assert main(["evaluate", str(pong_checkpoint.parent), "--episodes", "2", "--workers", "0",
                  "--json", str(out), "--video", str(video), "--tsne", str(tsne),
-                 "--tsne-states", "60"]) == 0
+                 "--tsne-states", "60", "--dormant", "40"]) == 0
     table = capsys.readouterr().out
     assert "pong" in table and "median HNS" in table and "eps 0.001" in table
     r = json.loads(out.read_text())
@@ -52,6 +52,14 @@ def test_json_has_the_documented_keys_and_consistent_numbers(pong_checkpoint, tm
     assert frames.shape[1:] == (210, 160, 3)
     picture = iio.imread(tsne)
     assert picture.shape[:2] == (800, 800)
+    # dormant units of the 2013 network, trained and at init, on 40 visited states
+    d = r["dormant"]
+    assert d["states"] == 40 and d["units"] == {"conv1": 16, "conv2": 32, "fc1": 256}
+    for which in ("trained", "initial"):
+        assert all(round(d[which][k] * n) == d[which][k] * n for k, n in d["units"].items())
+        assert d[which]["all"] * 304 == pytest.approx(sum(d[which][k] * n
+                                                          for k, n in d["units"].items()))
+    assert "dormant units on 40 visited states" in table and "conv1 " in table
 
 
 def test_episodes_spread_over_ray_workers(pong_checkpoint, tmp_path):
@@ -107,6 +115,7 @@ def test_network_shape_mismatch_is_one_clear_line(pong_checkpoint, tmp_path):
     (["{ckpt}", "--game", "breakout"], "was trained on 'pong', not 'breakout'"),
     (["{corrupt}"], "unreadable or corrupt"),
     (["{ckpt}", "--video", "out.gif"], "must name a .mp4 file"),
+    (["{ckpt}", "--dormant", "-1"], "--dormant -1 must be 0 (off) or a number of states"),
 ])
 def test_bad_input_is_one_clear_line(pong_checkpoint, tmp_path, args, fragment):
     corrupt = tmp_path / "corrupt.pt"
