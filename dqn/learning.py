@@ -37,7 +37,9 @@ class DQNLearner:
                  device: torch.device):
         self.cfg = cfg.agent
         self.device = device
-        self.online = QNetwork(obs_shape, num_actions, cfg.network).to(device)
+        with torch.random.fork_rng(devices=[]):  # the initial weights follow run.seed alone,
+            torch.manual_seed(cfg.run.seed)       # in any process, and leave torch's RNG be
+            self.online = QNetwork(obs_shape, num_actions, cfg.network).to(device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # fused: one kernel for all parameters instead of ~8 elementwise passes each
         # (CPU and CUDA; the same update rule).

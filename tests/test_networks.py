@@ -52,3 +52,19 @@ def test_metric_names_and_the_hooks_are_removed():
                             "learner/dormant_units_conv2", "learner/dormant_units_fc1"}
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_the_learner_initial_weights_follow_run_seed_and_leave_torch_rng_alone():
+    from dqn.config import load_config
+    from dqn.learning import DQNLearner
+
+    def weights(seed: int) -> torch.Tensor:
+        cfg = load_config("laptop", [f"run.seed={seed}"])
+        return DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu")).online.torso[0].weight
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = weights(0)
+    assert torch.equal(torch.rand(3), expected)  # the caller's RNG stream is untouched
+    assert torch.equal(a, weights(0)) and not torch.equal(a, weights(1))
