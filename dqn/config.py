@@ -66,6 +66,11 @@ class NetworkConfig:
                      "16x8x8/4, 32x4x4/2, 256 hidden; about 3x fewer operations)",
                      choices=("nature", "nips2013"))
     dueling: bool = opt(False, "dueling value/advantage head (Wang et al. 2016)")
+    conv1_init: str = opt("torch", "first conv layer's initial weights: torch (PyTorch's "
+                          "default) or zero_sum (each filter's weights shifted to sum to zero "
+                          "and its bias made positive: on a flat background, most of an Atari "
+                          "frame, every filter then fires a little and none starts dormant)",
+                          choices=("torch", "zero_sum"))
     mlp_hidden: tuple[int, ...] = opt((256, 256), "hidden sizes of the MLP used for "
                                       "vector observations")
 

@@ -58,6 +58,11 @@ class QNetwork(nn.Module):
             self.value_hidden = nn.Sequential(nn.Linear(features, hidden), nn.ReLU())
             self.value_out = nn.Linear(hidden, 1)
         self.frames = len(obs_shape) == 3
+        if self.frames and cfg.conv1_init == "zero_sum":
+            with torch.no_grad():  # a flat input now gives each filter its (positive) bias
+                conv1 = self.torso[0]
+                conv1.weight -= conv1.weight.mean(dim=(1, 2, 3), keepdim=True)
+                conv1.bias.abs_()
         if self.frames:
             self.to(memory_format=torch.channels_last)  # the conv weights; survives .to(device)
 

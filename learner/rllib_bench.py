@@ -127,6 +127,7 @@ def bench_config(preset: str, overrides: list[str]) -> Config:
     no evaluation or checkpoints inside the budget, a fresh run folder."""
     return load_config(preset, [*overrides, "replay.prioritized=false",
                                 "network.dueling=false", "network.torso=nature",
+                                "network.conv1_init=torch",
                                 "run.name=bench-rllib",
                                 f"run.out_dir={tempfile.mkdtemp(prefix='raydqn-bench-')}",
                                 "run.eval_every_env_steps=1000000000",

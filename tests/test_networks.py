@@ -68,3 +68,22 @@ def test_the_learner_initial_weights_follow_run_seed_and_leave_torch_rng_alone()
     a = weights(0)
     assert torch.equal(torch.rand(3), expected)  # the caller's RNG stream is untouched
     assert torch.equal(a, weights(0)) and not torch.equal(a, weights(1))
+
+
+def test_zero_sum_first_layer_starts_with_no_dormant_filter_on_a_flat_background():
+    # Pong-like frames: a flat grey field with two paddles and a ball
+    obs = torch.full((8, 4, 84, 84), 87, dtype=torch.uint8)
+    obs[:, :, 30:46, 8:10] = obs[:, :, 50:66, 74:76] = 147
+    obs[:, :, 40:42, 40:42] = 236
+    dead = {}
+    for init in ("torch", "zero_sum"):
+        torch.manual_seed(0)
+        net = QNetwork((4, 84, 84), 6, NetworkConfig(torso="nips2013", conv1_init=init))
+        dead[init] = dormant_fractions(net, obs)["conv1"]
+        if init == "zero_sum":
+            w = net.torso[0].weight
+            assert w.sum(dim=(1, 2, 3)).abs().max() < 1e-5 and (net.torso[0].bias > 0).all()
+    assert dead["torch"] > 0 and dead["zero_sum"] == 0.0
+    torch.manual_seed(0)  # the option touches only conv1
+    plain = QNetwork((4, 84, 84), 6, NetworkConfig(torso="nips2013"))
+    assert torch.equal(plain.torso[2].weight, net.torso[2].weight)
