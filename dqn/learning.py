@@ -26,6 +26,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def initial_network(cfg: Config, obs_shape: tuple[int, ...], num_actions: int) -> QNetwork:
+    """The Q-network a run starts from: its weights follow `run.seed` alone, in any process
+    (torch's global random stream is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.run.seed)
+        return QNetwork(obs_shape, num_actions, cfg.network)
+
+
 class UpdateResult(NamedTuple):
     td_abs: np.ndarray   # (B,) new priorities for the sampled ids
     td_loss: float
@@ -37,9 +45,7 @@ class DQNLearner:
                  device: torch.device):
         self.cfg = cfg.agent
         self.device = device
-        with torch.random.fork_rng(devices=[]):  # the initial weights follow run.seed alone,
-            torch.manual_seed(cfg.run.seed)       # in any process, and leave torch's RNG be
-            self.online = QNetwork(obs_shape, num_actions, cfg.network).to(device)
+        self.online = initial_network(cfg, obs_shape, num_actions).to(device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # fused: one kernel for all parameters instead of ~8 elementwise passes each
         # (CPU and CUDA; the same update rule).

@@ -4,7 +4,8 @@
     raydqn bench replay|env [--seconds S]
     raydqn bench update|collect|learner|system|rllib [--preset NAME] [section.key=value ...]
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
-                   [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png] [--dormant N]
+                   [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
+                   [--dormant N]
     raydqn plot RUN_DIR --out curve.png
     raydqn presets
 

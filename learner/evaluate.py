@@ -119,10 +119,13 @@ def _play_on_ray(cfg: Config, net, episodes: int, eps: float, seed: int,
 
 
 def dormant_report(path: Path, game: str | None, protocol: dict, states: int) -> dict:
-    """Shares of dormant units of the checkpoint's network, and of a freshly initialised one
-    (torch seed = the protocol's seed), on `states` states the agent visits under the
-    protocol: which units training left dead, and which were dead from the start."""
+    """Shares of dormant units of the checkpoint's network, and of the network its run
+    started from (learning.initial_network; runs before 2026-11-25 drew their initial
+    weights unseeded, so for them it is one such draw), on `states` states the agent visits
+    under the protocol: which units training left dead, and which were dead from the start."""
     import torch
+
+    from dqn.learning import initial_network
 
     cfg, net = load_agent(path, game)
     env_cfg = dataclasses.replace(
@@ -130,8 +133,7 @@ def dormant_report(path: Path, game: str | None, protocol: dict, states: int) ->
         max_episode_frames=EPISODE_CAP_FRAMES) if cfg.env.is_atari else cfg.env
     obs = torch.as_tensor(visited_observations(net, env_cfg, states, protocol["eps"],
                                                protocol["seed"]))
-    torch.manual_seed(protocol["seed"])
-    fresh = QNetwork(net.obs_shape, net.num_actions, cfg.network).eval()
+    fresh = initial_network(cfg, net.obs_shape, net.num_actions).eval()
     return {"states": states, "tau": DORMANT_TAU, "trained": dormant_fractions(net, obs),
             "initial": dormant_fractions(fresh, obs),
             "units": unit_counts(net)}
