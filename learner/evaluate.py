@@ -118,6 +118,14 @@ def _play_on_ray(cfg: Config, net, episodes: int, eps: float, seed: int,
     return [(s, n) for r in reports for s, n in zip(r.returns, r.lengths)]
 
 
+def _single_env(cfg: Config, protocol: dict):
+    """The env under an evaluation protocol, for one-env play (video, t-SNE, dormant units)."""
+    if not cfg.env.is_atari:
+        return cfg.env
+    return dataclasses.replace(cfg.env, sticky_action_prob=protocol["sticky_action_prob"],
+                               max_episode_frames=EPISODE_CAP_FRAMES)
+
+
 def dormant_report(path: Path, game: str | None, protocol: dict, states: int) -> dict:
     """Shares of dormant units of the checkpoint's network, and of the network its run
     started from (learning.initial_network; runs before 2026-11-25 drew their initial
@@ -128,9 +136,7 @@ def dormant_report(path: Path, game: str | None, protocol: dict, states: int) ->
     from dqn.learning import initial_network
 
     cfg, net = load_agent(path, game)
-    env_cfg = dataclasses.replace(
-        cfg.env, sticky_action_prob=protocol["sticky_action_prob"],
-        max_episode_frames=EPISODE_CAP_FRAMES) if cfg.env.is_atari else cfg.env
+    env_cfg = _single_env(cfg, protocol)
     obs = torch.as_tensor(visited_observations(net, env_cfg, states, protocol["eps"],
                                                protocol["seed"]))
     fresh = initial_network(cfg, net.obs_shape, net.num_actions).eval()
@@ -198,9 +204,7 @@ def evaluate_command(checkpoints: list[str], *, episodes: int, workers: int, pro
     if video or tsne:
         cfg, net = load_agent(paths[0], game)
         rules_eps = results[0]["protocol"]["eps"]
-        env_cfg = dataclasses.replace(
-            cfg.env, sticky_action_prob=results[0]["protocol"]["sticky_action_prob"],
-            max_episode_frames=EPISODE_CAP_FRAMES) if cfg.env.is_atari else cfg.env
+        env_cfg = _single_env(cfg, results[0]["protocol"])
         if video:
             from dqn.video import record_episode
 
