@@ -1,5 +1,6 @@
 """Targets and losses against hand-computed tables."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,6 +119,35 @@ def test_bf16_learner_matches_float32_and_learns():
         last = learners[True].update(batch)
     assert last.td_loss < 0.5 * first[True].td_loss
     assert next(learners[True].online.parameters()).dtype == torch.float32
+
+
+def test_batches_staged_by_the_prefetch_thread_train_exactly_as_raw_ones():
+    import dataclasses
+
+    from dqn.config import Config, NetworkConfig
+    from dqn.learning import DQNLearner
+    from learner.bench import synthetic_batch
+    from learner.learner_actor import staged
+
+    batch = synthetic_batch(32, (4, 84, 84), 6)
+    cfg = dataclasses.replace(Config(), network=NetworkConfig(torso="nips2013"))
+    learners = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        learners.append(DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu")))
+    raw, prepared = learners
+    ready = staged(batch, torch.device("cpu"), False, prepared.online.prepare)
+    # the frames arrive as the network's input: floats in [0, 1], stacks channels-last
+    assert ready.obs.dtype == ready.next_obs.dtype == torch.float32
+    assert ready.obs.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(ready.next_obs * 255, torch.as_tensor(batch.next_obs).float())
+    torch.testing.assert_close(ready.reward, torch.as_tensor(batch.reward))
+    for _ in range(3):  # and update() takes them as they are: the same losses and weights
+        a, b = raw.update(batch), prepared.update(ready)
+        assert a.td_loss == b.td_loss
+        np.testing.assert_array_equal(a.td_abs, b.td_abs)
+    for p, q in zip(raw.online.parameters(), prepared.online.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
 def test_learning_rate_decays_linearly_over_the_learners_env_steps():
