@@ -7,6 +7,7 @@ where batches come from and where priorities and weights go.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +41,12 @@ class UpdateResult(NamedTuple):
     q_mean: float
 
 
+class TargetValues(NamedTuple):
+    """target(next_obs) for a batch, computed ahead (the learner actor's prefetch thread)."""
+    version: int          # DQNLearner.target_version it was computed with
+    q_next: torch.Tensor  # (B, actions)
+
+
 class DQNLearner:
     def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
                  device: torch.device):
@@ -47,6 +54,12 @@ class DQNLearner:
         self.device = device
         self.online = initial_network(cfg, obs_shape, num_actions).to(device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
+        # The target network changes only at a sync, so its pass over a batch's next states
+        # can run ahead in another thread (target_values); the lock keeps a sync from
+        # rewriting the weights under that pass, the version tells update() whether a
+        # value computed ahead is still the current network's.
+        self.target_version = 0
+        self._target_lock = threading.Lock()
         # fused: one kernel for all parameters instead of ~8 elementwise passes each
         # (CPU and CUDA; the same update rule).
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.cfg.learning_rate,
@@ -68,13 +81,23 @@ class DQNLearner:
                       cfg.lr_decay_end_env_steps - cfg.lr_decay_start_env_steps,
                       env_steps - cfg.lr_decay_start_env_steps)
 
-    def update(self, batch: Batch) -> UpdateResult:
+    def target_values(self, next_obs: torch.Tensor) -> TargetValues:
+        """The target network's values of prepared next states, safe to call from another
+        thread while update() runs; update() uses them if no sync came in between."""
+        with self._target_lock, torch.no_grad(), torch.autocast(
+                self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            return TargetValues(self.target_version, self.target(next_obs))
+
+    def update(self, batch: Batch, ahead: TargetValues | None = None) -> UpdateResult:
+        """One step on `batch`; `ahead`: target_values(batch's prepared next states)."""
         b = _to_tensors(batch, self.device)
         next_obs = self.online.prepare(b.next_obs)  # once for the target and online passes
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
             q = self.online(b.obs)
             with torch.no_grad():
-                q_next_target = self.target(next_obs)
+                q_next_target = (ahead.q_next if ahead is not None
+                                 and ahead.version == self.target_version
+                                 else self.target(next_obs))
                 q_next_online = self.online(next_obs) if self.cfg.double_q else None
         with torch.no_grad():  # targets and the loss in float32 whatever the passes ran in
             target = q_targets(b.reward, b.discount, _f32(q_next_online), q_next_target.float())
@@ -90,7 +113,9 @@ class DQNLearner:
         self.optimizer.step()
         self.updates += 1
         if self.updates % self.cfg.target_update_period_updates == 0:
-            self.target.load_state_dict(self.online.state_dict())
+            with self._target_lock:
+                self.target.load_state_dict(self.online.state_dict())
+                self.target_version += 1
         return UpdateResult(out.td_abs.cpu().numpy(), out.loss.item(), out.q_taken.mean().item())
 
     def dormant_units(self, obs) -> dict:
@@ -103,7 +128,9 @@ class DQNLearner:
 
     def load_state_dict(self, state: dict) -> None:
         self.online.load_state_dict(state["online"])
-        self.target.load_state_dict(state["target"])
+        with self._target_lock:
+            self.target.load_state_dict(state["target"])
+            self.target_version += 1
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
 

@@ -1,9 +1,12 @@
 """The learner actor: DQNLearner fed by replay shards, on a GPU when there is one.
 
 A background thread keeps `prefetch_batches` sampled batches ready, already on the
-learner's device and with their frames already turned into the network's float input, so
-the update loop never waits on replay when replay keeps up, and that conversion (a tenth
-of an update on a CPU) runs beside the updates instead of inside them.
+learner's device, so the update loop never waits on replay when replay keeps up. The same
+thread does the part of each update that does not depend on the online network — the
+frames turned into the network's float input, and the target network's pass over the next
+states (the target changes only at a sync; a value computed before a sync is computed
+again) — so on a CPU that work, about a quarter of an update, runs beside the updates on
+another core instead of inside them.
 Priority updates go back to the shard the batch came from without waiting for an
 answer; weights are published every `publish_every_updates` as one object ref
 (CPU tensors) with a version number.
@@ -73,8 +76,9 @@ class LearnerActor:
                                                                self.beta))
             if batch is None:
                 continue
-            self.batches.put((shard, batch.index,
-                              staged(batch, self.device, pin, self.core.online.prepare)))
+            tensors = staged(batch, self.device, pin, self.core.online.prepare)
+            self.batches.put((shard, batch.index, tensors,
+                              self.core.target_values(tensors.next_obs)))
 
     def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0) -> LearnerReport:
         """Run up to `num_updates` updates; returns early when no batch came for max_wait_s."""
@@ -83,12 +87,12 @@ class LearnerActor:
         for _ in range(num_updates):
             t0 = time.perf_counter()
             try:
-                shard, index, batch = self.batches.get(timeout=max_wait_s)
+                shard, index, batch, ahead = self.batches.get(timeout=max_wait_s)
             except queue.Empty:
                 waited += time.perf_counter() - t0
                 break
             waited += time.perf_counter() - t0
-            result = self.core.update(batch)
+            result = self.core.update(batch, ahead)
             if self.cfg.replay.prioritized:
                 self.shards[shard].update_priorities.remote(index, result.td_abs)
             losses.append(result.td_loss)

@@ -125,29 +125,41 @@ def test_batches_staged_by_the_prefetch_thread_train_exactly_as_raw_ones():
     import dataclasses
 
     from dqn.config import Config, NetworkConfig
-    from dqn.learning import DQNLearner
+    from dqn.learning import DQNLearner, TargetValues
     from learner.bench import synthetic_batch
     from learner.learner_actor import staged
 
     batch = synthetic_batch(32, (4, 84, 84), 6)
-    cfg = dataclasses.replace(Config(), network=NetworkConfig(torso="nips2013"))
+    base = dataclasses.replace(Config(), network=NetworkConfig(torso="nips2013"))
+    cfg = dataclasses.replace(base, agent=dataclasses.replace(  # a target sync every 2nd update
+        base.agent, target_update_period_updates=2, learning_rate=1e-3))
     learners = []
     for _ in range(2):
         torch.manual_seed(0)
         learners.append(DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu")))
-    raw, prepared = learners
-    ready = staged(batch, torch.device("cpu"), False, prepared.online.prepare)
+    raw, ahead = learners
+    ready = staged(batch, torch.device("cpu"), False, ahead.online.prepare)
     # the frames arrive as the network's input: floats in [0, 1], stacks channels-last
     assert ready.obs.dtype == ready.next_obs.dtype == torch.float32
     assert ready.obs.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(ready.next_obs * 255, torch.as_tensor(batch.next_obs).float())
     torch.testing.assert_close(ready.reward, torch.as_tensor(batch.reward))
-    for _ in range(3):  # and update() takes them as they are: the same losses and weights
-        a, b = raw.update(batch), prepared.update(ready)
+
+    def same_step(values: TargetValues) -> None:
+        a, b = raw.update(batch), ahead.update(ready, values)
         assert a.td_loss == b.td_loss
         np.testing.assert_array_equal(a.td_abs, b.td_abs)
-    for p, q in zip(raw.online.parameters(), prepared.online.parameters()):
+
+    same_step(ahead.target_values(ready.next_obs))   # computed ahead: the same step
+    stale = ahead.target_values(ready.next_obs)
+    same_step(ahead.target_values(ready.next_obs))   # update 2 syncs the target
+    assert ahead.target_version == 1 and stale.version == 0
+    same_step(stale)                                 # stale: computed again, not used
+    for p, q in zip(raw.online.parameters(), ahead.online.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+    # and a current value is what the step uses
+    forged = TargetValues(ahead.target_version, torch.zeros(32, 6))
+    assert ahead.update(ready, forged).td_loss != raw.update(batch).td_loss
 
 
 def test_learning_rate_decays_linearly_over_the_learners_env_steps():
