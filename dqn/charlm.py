@@ -97,8 +97,10 @@ def hidden_for_budget(cfg: ModelConfig, parameters: int) -> int:
 
 
 def detach(state: State) -> State:
-    """Keep the values, drop the graph: where truncated BPTT cuts the gradient."""
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    """Keep the values, drop the graph: where truncated BPTT cuts the gradient. The
+    state carried on is float32 whatever the passes ran in (a no-op for float32)."""
+    return (tuple(s.detach().float() for s in state) if isinstance(state, tuple)
+            else state.detach().float())
 
 
 def bits_per_char(nats: float, count: int) -> float:
@@ -156,13 +158,8 @@ class TBPTT:
         norm = nn.utils.clip_grad_norm_(self.model.parameters(),
                                         self.clip if self.clip > 0 else math.inf)
         optimizer.step()
-        self.state = _as_float(detach(state))
+        self.state = detach(state)
         return StepResult(loss.item(), targets.numel(), float(norm))
-
-
-def _as_float(state: State) -> State:
-    """The carried state in float32 whatever the passes ran in (a no-op for float32)."""
-    return tuple(s.float() for s in state) if isinstance(state, tuple) else state.float()
 
 
 def _tensors(chunk: Chunk, model: CharLM) -> tuple[torch.Tensor, torch.Tensor]:

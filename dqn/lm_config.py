@@ -56,7 +56,7 @@ class TrainConfig:
     precision: str = opt("auto", "float32, or bfloat16: the training passes under bfloat16 "
                          "autocast (weights, Adam, the loss and the validation passes stay "
                          "float32); auto: bfloat16 on a CPU with AMX tiles (Intel Sapphire "
-                         "Rapids and later: 2.4x the LSTM's tokens/s, docs/lm.md), float32 "
+                         "Rapids and later: 2x the LSTM's tokens/s, docs/lm.md), float32 "
                          "elsewhere", choices=("auto", "float32", "bfloat16"))
     grad_clip_norm: float = opt(1.0, "global gradient-norm clip; 0 turns it off", lo=0.0)
     budget_minutes: float | None = opt(15.0, "stop after this many minutes of training "

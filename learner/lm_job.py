@@ -140,10 +140,10 @@ class Loop:
         self.core: CharLM = getattr(model, "module", model)
         self.rank, self.world = rank(), world_size()
         train = shard(corpus.train, self.rank, self.world)
-        self.dtype = training_dtype(self.t.precision, self.core.head.weight.device)
         self.tbptt = TBPTT(model, Streams(train, self.t.streams_per_worker,
                                           self.t.chunk_bytes, counters.cursor),
-                           self.t.grad_clip_norm, self.dtype)
+                           self.t.grad_clip_norm,
+                           training_dtype(self.t.precision, self.core.head.weight.device))
         val = shard(corpus.val[:self.t.eval_max_bytes], self.rank, self.world)
         self.val = Streams(val, self.t.eval_streams, self.t.chunk_bytes)
         self.logger = None
@@ -155,7 +155,7 @@ class Loop:
                   f"{cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}, "
                   f"{sum(p.numel() for p in self.core.parameters()):,} parameters, "
                   f"{len(corpus.train):,} train bytes ({corpus.train_files} files), "
-                  f"{self.world} worker(s), {str(self.dtype).removeprefix('torch.')} "
+                  f"{self.world} worker(s), {str(self.tbptt.dtype).removeprefix('torch.')} "
                   f"passes, at {counters.train_bytes:,} tokens", flush=True)
         self.samples: list[list] = []
         self.window = [0.0, 0, 0.0]  # loss-nats x bytes, bytes, seconds in updates
