@@ -191,7 +191,10 @@ def settings(cfg: Config) -> dict:
             * cfg.agent.update_every_env_steps,
             "eps": f"{cfg.explore.eps_start} -> {cfg.explore.eps_end} over "
                    f"{cfg.explore.eps_decay_env_steps} env steps",
-            "actors": f"{cfg.ray.num_collectors} x {cfg.env.num_envs} envs"}
+            "actors": f"{cfg.ray.num_collectors} x {cfg.env.num_envs} envs",
+            "our_learner": f"{max(1, int(cfg.ray.learner_cpus))} torch thread(s), "
+                           + ("bfloat16 autocast passes, float32 weights" if cfg.agent.bf16
+                              else "float32")}
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ def test_both_sides_run_at_the_same_counted_replay_ratio():
     # RLlib keeps stacked float frames; we keep one uint8 frame per transition.
     assert rllib["replay_bytes_per_transition"] > 10 * ours["replay_bytes_per_transition"]
     assert report["settings"]["env_steps_per_update"] == 4
+    assert report["settings"]["our_learner"] == "1 torch thread(s), float32"
+
+
+def test_the_settings_name_our_learners_threads_and_precision():
+    from learner.rllib_bench import bench_config, settings
+
+    described = settings(bench_config("laptop", ["agent.bf16=true", "ray.learner_cpus=2"]))
+    assert described["our_learner"] == ("2 torch thread(s), bfloat16 autocast passes, "
+                                        "float32 weights")
 
 
 def test_bench_rllib_refuses_a_non_atari_preset(capsys):
