@@ -172,6 +172,11 @@ class RayConfig:
                               "in-training evaluations take the CPU that the learner and "
                               "collectors leave", lo=0, hi=19)
 
+    @property
+    def learner_threads(self) -> int:
+        """The learner's torch intra-op threads: its whole reserved CPUs, at least one."""
+        return max(1, int(self.learner_cpus))
+
 
 class ConfigRoot:
     """What every job's root config class shares: one dataclass field per section,

@@ -47,7 +47,7 @@ class LearnerReport(NamedTuple):
 class LearnerActor:
     def __init__(self, cfg: Config, shards: list, obs_shape: tuple[int, ...],
                  num_actions: int, state: dict | None = None):
-        torch_process(int(cfg.ray.learner_cpus))
+        torch_process(cfg.ray.learner_threads)
         self.cfg, self.shards = cfg, shards
         self.device = resolve_device(cfg.run.device)
         self.core = DQNLearner(cfg, obs_shape, num_actions, self.device)

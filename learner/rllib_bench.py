@@ -192,7 +192,7 @@ def settings(cfg: Config) -> dict:
             "eps": f"{cfg.explore.eps_start} -> {cfg.explore.eps_end} over "
                    f"{cfg.explore.eps_decay_env_steps} env steps",
             "actors": f"{cfg.ray.num_collectors} x {cfg.env.num_envs} envs",
-            "our_learner": f"{max(1, int(cfg.ray.learner_cpus))} torch thread(s), "
+            "our_learner": f"{cfg.ray.learner_threads} torch thread(s), "
                            + ("bfloat16 autocast passes, float32 weights" if cfg.agent.bf16
                               else "float32")}
 
