@@ -60,7 +60,9 @@ class DistributedTrainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.run.out_dir) / cfg.run.name
         self.ckpt_path = self.run_dir / "checkpoint.pt"
+        self.best_path = self.run_dir / "best.pt"
         state = self._load_state()           # bad checkpoints fail before Ray starts
+        self.best_return = self._best_so_far() if state else -math.inf
         self.owns_ray = init_ray(cfg)
         self._check_resources()
         probe = make_vector_env(cfg.env, num_envs=1)
@@ -85,6 +87,7 @@ class DistributedTrainer:
         self.evaluator = Evaluator.options(num_cpus=0).remote(cfg, obs_shape, num_actions,
                                                               cfg.ray.evaluator_nice)
         self.evaluations: list[EvalReport] = []
+        self._eval_weights: ray.ObjectRef | None = None    # the weights being evaluated
         self.target_reached = False
         self.collector_version = [-1] * cfg.ray.num_collectors
         self.retry_at: dict[int, float] = {}    # dead collectors, relaunched after a pause
@@ -224,6 +227,7 @@ class DistributedTrainer:
             ref = self.evaluator.evaluate.remote(self.weights, self.weights_version,
                                                  self.env_steps, seed)
             self.pending[ref] = EVAL
+            self._eval_weights = self.weights
         if self.env_steps - self._last_ckpt >= self.cfg.run.checkpoint_every_env_steps:
             self._last_ckpt = self.env_steps
             self.save()
@@ -278,6 +282,9 @@ class DistributedTrainer:
             "eval/weights_version": report.weights_version})
         tqdm.write(f"eval at {report.env_steps:,} env steps: mean return {mean:.1f} over "
                    f"{len(report.returns)} episodes")
+        if mean >= self.best_return:        # ties go to the later, longer-trained weights
+            self.best_return = mean
+            self.save_best(report, mean)
         target = self.cfg.run.stop_at_eval_return
         self.target_reached = target is not None and mean >= target
 
@@ -329,6 +336,24 @@ class DistributedTrainer:
         self.logger.log_checkpoint(path, self._frames())
         self.saved_env_steps = self.env_steps
         return path
+
+    def save_best(self, report: EvalReport, mean: float) -> Path:
+        """The weights of the best in-training evaluation so far, as `best.pt`: a checkpoint
+        `raydqn evaluate` reads (config and online network; it cannot resume a run)."""
+        weights = ray.get(self._eval_weights)
+        return save_checkpoint(self.best_path, {
+            "config": self.cfg.to_dict(), "learner": {"online": weights},
+            "env_steps": report.env_steps, "weights_version": report.weights_version,
+            "eval_mean_return": mean, "eval_episodes": len(report.returns)})
+
+    def _best_so_far(self) -> float:
+        """The evaluation mean behind an existing best.pt, so a resumed run keeps it."""
+        if not self.best_path.is_file():
+            return -math.inf
+        try:
+            return float(load_checkpoint(self.best_path)["eval_mean_return"])
+        except (UserError, KeyError):
+            return -math.inf              # unreadable: the next evaluation replaces it
 
     def close(self) -> None:
         try:

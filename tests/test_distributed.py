@@ -1,16 +1,21 @@
 """The distributed trainer on a local 2-CPU Ray: end to end on Pong, resume, and a fault."""
 
 import json
+import math
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import ray
 import torch
 
+from actors.evaluator import EvalReport
 from dqn.config import load_config
+from dqn.networks import QNetwork
 from learner.driver import DistributedTrainer
+from learner.evaluate import load_agent
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +156,39 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_cleanly(run_dir):
     state = torch.load(run_dir / "term" / "checkpoint.pt", weights_only=False)
     assert 0 < state["env_steps"] == result["env_steps"] < 10_000_000
     assert state["learner"]["updates"] == result["learner_updates"] > 0
+
+
+class _Log:
+    def log(self, step, metrics):
+        pass
+
+
+def _shell(cfg) -> DistributedTrainer:
+    """A trainer without actors, enough to take evaluation reports."""
+    trainer = object.__new__(DistributedTrainer)
+    trainer.cfg, trainer.logger, trainer.evaluations = cfg, _Log(), []
+    trainer.run_dir = Path(cfg.run.out_dir) / cfg.run.name
+    trainer.best_path = trainer.run_dir / "best.pt"
+    trainer.best_return = trainer._best_so_far()
+    trainer.target_reached = False
+    return trainer
+
+
+def test_the_best_evaluation_keeps_its_weights_as_best_pt(local_ray, run_dir):
+    cfg = pong(run_dir, "run.name=best")
+    net = QNetwork((4, 84, 84), 6, cfg.network)
+    trainer = _shell(cfg)
+    assert trainer.best_return == -math.inf
+    for version, (env_steps, returns) in enumerate([(1000, [-21.0, -20.0]), (2000, [-15.0]),
+                                                    (3000, [-19.0])]):
+        with torch.no_grad():
+            net.out.bias.fill_(float(version))      # tells the versions apart
+        trainer._eval_weights = ray.put({k: v.clone() for k, v in net.state_dict().items()})
+        trainer._on_evaluation(EvalReport(env_steps, version, returns, [800] * len(returns)))
+    best = torch.load(run_dir / "best" / "best.pt", weights_only=False)
+    # the second evaluation (-15) was the best; the third (-19) did not replace it
+    assert (best["env_steps"], best["weights_version"], best["eval_mean_return"]) == (2000, 1, -15.0)
+    assert torch.all(best["learner"]["online"]["out.bias"] == 1.0)
+    _, loaded = load_agent(run_dir / "best" / "best.pt", "pong")   # what `evaluate` reads
+    assert torch.all(loaded.state_dict()["out.bias"] == 1.0)
+    assert _shell(cfg).best_return == -15.0                        # a resumed run keeps it
