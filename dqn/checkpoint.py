@@ -6,6 +6,7 @@ counters and the RNG states, so a run resumes exactly where it stopped.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,26 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     torch.save({"format": FORMAT, **state}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def save_best(path: Path, config: dict[str, Any], online: dict, *, env_steps: int,
+              returns: list[float], weights_version: int | None = None) -> Path:
+    """The weights behind the best in-training evaluation so far: a checkpoint that
+    `raydqn evaluate` reads (config and online network) but a run cannot resume from."""
+    return save_checkpoint(path, {
+        "config": config, "learner": {"online": online}, "env_steps": env_steps,
+        "weights_version": weights_version, "eval_mean_return": float(sum(returns) / len(returns)),
+        "eval_episodes": len(returns)})
+
+
+def best_return(path: Path) -> float:
+    """The evaluation mean behind an existing best checkpoint; -inf if none is readable."""
+    if not Path(path).is_file():
+        return -math.inf
+    try:
+        return float(load_checkpoint(path)["eval_mean_return"])
+    except (UserError, KeyError):
+        return -math.inf              # the next evaluation replaces it
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

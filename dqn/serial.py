@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dqn.checkpoint import check_game, load_checkpoint, load_weights, save_checkpoint
+from dqn.checkpoint import check_game, load_checkpoint, load_weights, save_best, save_checkpoint
 from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
@@ -132,6 +132,9 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
             if env_steps - last_eval >= cfg.run.eval_every_env_steps:
                 last_eval = env_steps
                 evaluations.append(_evaluate(cfg, learner, device, env_steps, logger))
+                if evaluations[-1].mean_return >= max(e.mean_return for e in evaluations):
+                    save_best(run_dir / "best.pt", cfg.to_dict(), learner.online.state_dict(),
+                              env_steps=env_steps, returns=evaluations[-1].returns)
                 save()
                 target = cfg.run.stop_at_eval_return
                 if target is not None and evaluations[-1].mean_return >= target:

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from actors.collector import Collector, CollectReport
 from actors.evaluator import EvalReport, Evaluator
 from actors.replay_shard import ReplayShard, ShardStats
-from dqn.checkpoint import check_game, load_checkpoint, load_weights, save_checkpoint
+from dqn.checkpoint import (best_return, check_game, load_checkpoint, load_weights, save_best,
+                            save_checkpoint)
 from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
@@ -62,7 +63,7 @@ class DistributedTrainer:
         self.ckpt_path = self.run_dir / "checkpoint.pt"
         self.best_path = self.run_dir / "best.pt"
         state = self._load_state()           # bad checkpoints fail before Ray starts
-        self.best_return = self._best_so_far() if state else -math.inf
+        self.best_return = best_return(self.best_path) if state else -math.inf
         self.owns_ray = init_ray(cfg)
         self._check_resources()
         probe = make_vector_env(cfg.env, num_envs=1)
@@ -284,7 +285,7 @@ class DistributedTrainer:
                    f"{len(report.returns)} episodes")
         if mean >= self.best_return:        # ties go to the later, longer-trained weights
             self.best_return = mean
-            self.save_best(report, mean)
+            self.save_best(report)
         target = self.cfg.run.stop_at_eval_return
         self.target_reached = target is not None and mean >= target
 
@@ -337,23 +338,10 @@ class DistributedTrainer:
         self.saved_env_steps = self.env_steps
         return path
 
-    def save_best(self, report: EvalReport, mean: float) -> Path:
-        """The weights of the best in-training evaluation so far, as `best.pt`: a checkpoint
-        `raydqn evaluate` reads (config and online network; it cannot resume a run)."""
-        weights = ray.get(self._eval_weights)
-        return save_checkpoint(self.best_path, {
-            "config": self.cfg.to_dict(), "learner": {"online": weights},
-            "env_steps": report.env_steps, "weights_version": report.weights_version,
-            "eval_mean_return": mean, "eval_episodes": len(report.returns)})
-
-    def _best_so_far(self) -> float:
-        """The evaluation mean behind an existing best.pt, so a resumed run keeps it."""
-        if not self.best_path.is_file():
-            return -math.inf
-        try:
-            return float(load_checkpoint(self.best_path)["eval_mean_return"])
-        except (UserError, KeyError):
-            return -math.inf              # unreadable: the next evaluation replaces it
+    def save_best(self, report: EvalReport) -> Path:
+        return save_best(self.best_path, self.cfg.to_dict(), ray.get(self._eval_weights),
+                         env_steps=report.env_steps, returns=report.returns,
+                         weights_version=report.weights_version)
 
     def close(self) -> None:
         try:

@@ -23,6 +23,12 @@ def test_train_cartpole_then_resume_with_the_same_run_name(run_dir, capsys):
     assert first["env_steps"] == 2000 and first["learner_updates"] == (2000 - 500) // 2
     ckpt = torch.load(first["checkpoint"], weights_only=False)
     assert ckpt["env_steps"] == 2000
+    # best.pt: the weights of the best of the two evaluations (the later one on a tie)
+    best = torch.load(run_dir / "resume-me" / "best.pt", weights_only=False)
+    means = [e["mean_return"] for e in ckpt["evaluations"]]
+    assert len(means) == 2 and best["eval_mean_return"] == max(means)
+    assert best["env_steps"] == [e["env_steps"] for e in ckpt["evaluations"]
+                                 if e["mean_return"] == max(means)][-1]
     more = [a.replace("2000", "3000") if a.startswith("run.total") else a for a in TINY_CARTPOLE]
     assert main(args + more) == 0
     out = capsys.readouterr().out

@@ -12,6 +12,7 @@ import ray
 import torch
 
 from actors.evaluator import EvalReport
+from dqn.checkpoint import best_return
 from dqn.config import load_config
 from dqn.networks import QNetwork
 from learner.driver import DistributedTrainer
@@ -169,7 +170,7 @@ def _shell(cfg) -> DistributedTrainer:
     trainer.cfg, trainer.logger, trainer.evaluations = cfg, _Log(), []
     trainer.run_dir = Path(cfg.run.out_dir) / cfg.run.name
     trainer.best_path = trainer.run_dir / "best.pt"
-    trainer.best_return = trainer._best_so_far()
+    trainer.best_return = best_return(trainer.best_path)
     trainer.target_reached = False
     return trainer
 
