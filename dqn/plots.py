@@ -26,6 +26,16 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return rows
 
 
+def best_evaluation(rows: list[dict]) -> tuple[int, float] | None:
+    """(frames, mean return) of the best logged evaluation, the later one on a tie: the
+    weights the trainer kept as best.pt."""
+    points = sorted((r[STEP_KEY], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r)
+    if not points:
+        return None
+    top = max(mean for _, mean in points)
+    return [p for p in points if p[1] == top][-1]
+
+
 def learning_curve(run_dir: Path, out: Path, title: str | None = None) -> Path:
     """Episode return against emulator frames: training and evaluation curves."""
     import matplotlib
@@ -45,6 +55,10 @@ def learning_curve(run_dir: Path, out: Path, title: str | None = None) -> Path:
             drawn += 1
     if not drawn:
         raise UserError(f"{str(run_dir)!r} has logged no episode returns yet")
+    best = best_evaluation(rows)
+    if best is not None and (run_dir / "best.pt").is_file():
+        ax.plot([best[0]], [best[1]], marker="*", markersize=14, linestyle="none",
+                color="tab:red", label=f"best evaluation, kept as best.pt ({best[1]:+.1f})")
     ax.set_xlabel("emulator frames")
     ax.set_ylabel("episode return (unclipped)")
     ax.set_title(title or run_dir.name)

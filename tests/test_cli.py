@@ -7,6 +7,8 @@ import sys
 import pytest
 import torch
 
+from dqn.metrics import STEP_KEY
+from dqn.plots import best_evaluation, read_metrics
 from learner.cli import main
 
 TINY_CARTPOLE = ["run.total_env_steps=2000", "replay.learning_starts_env_steps=500",
@@ -183,5 +185,11 @@ def test_plot_draws_the_learning_curve_of_a_run(run_dir, capsys):
     capsys.readouterr()
     assert main(["plot", str(run_dir / "curve"), "--out", str(run_dir / "c.png")]) == 0
     assert iio.imread(run_dir / "c.png").shape[:2] == (500, 800)
+    # the star marks the evaluation whose weights the trainer kept as best.pt
+    best = torch.load(run_dir / "curve" / "best.pt", weights_only=False)
+    assert best_evaluation(read_metrics(run_dir / "curve"))[1] == best["eval_mean_return"]
+    assert best_evaluation([{STEP_KEY: 4, "eval/mean_return": 1.0}, {STEP_KEY: 12, "x": 3},
+                            {STEP_KEY: 8, "eval/mean_return": 1.0},
+                            {STEP_KEY: 16, "eval/mean_return": 0.5}]) == (8, 1.0)
     assert main(["plot", str(run_dir / "nothing-here")]) == 2
     assert "has no metrics.jsonl" in capsys.readouterr().err
