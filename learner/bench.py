@@ -96,7 +96,7 @@ def bench_collect(preset: str, overrides: list[str], seconds: float) -> dict:
 
 def _bare_learner(cfg: Config, obs_shape: tuple[int, ...], num_actions: int):
     """A DQNLearner and one fixed synthetic batch on the learner's device and threads."""
-    torch_process(round(cfg.ray.learner_cpus))
+    torch_process(cfg.ray.learner_threads)   # as the learner actor
     device = resolve_device(cfg.run.device)
     learner = DQNLearner(cfg, obs_shape, num_actions, device)
     batch = synthetic_batch(cfg.agent.batch_size, obs_shape, num_actions)
@@ -180,7 +180,7 @@ def bench_learner(preset: str, overrides: list[str], seconds: float) -> dict:
     ray.shutdown()
     return {"game": cfg.env.id, "batch_size": cfg.agent.batch_size,
             "device": str(resolve_device(cfg.run.device)),
-            "torch_threads": max(1, round(cfg.ray.learner_cpus)),
+            "torch_threads": cfg.ray.learner_threads,
             "learner_updates_per_s": round(ours, 2), "bare_updates_per_s": round(bare, 2),
             "ratio": round(ours / bare, 3)}
 
