@@ -116,16 +116,6 @@ def learning_rate(cfg: TrainConfig, updates: int, progress: float) -> float:
     return cfg.learning_rate * warm * cosine
 
 
-def training_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the training passes for `train.precision`: auto takes bfloat16 on a
-    CPU with AMX tiles (matrix units that multiply bfloat16 several times faster than
-    float32), float32 on other CPUs and on GPUs."""
-    if precision == "auto":
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        return torch.bfloat16 if device.type == "cpu" and amx() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
-
-
 class StepResult(NamedTuple):
     loss_nats: float  # mean cross-entropy per byte of the chunk
     bytes: int  # bytes trained on (streams × k)

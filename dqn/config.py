@@ -28,6 +28,7 @@ from dqn.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+PRECISIONS = ("auto", "float32", "bfloat16")  # of training passes: dqn/precision.py
 
 
 def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
@@ -108,10 +109,10 @@ class AgentConfig:
     target_update_period_updates: int = opt(2_000, "learner updates between target syncs "
                                             "(8K env steps at 4 per update, as Dopamine)",
                                             lo=1)
-    bf16: bool = opt(False, "learner forward/backward passes under bfloat16 autocast "
-                     "(weights, optimizer and loss stay float32; experimental: 1.4-1.7x in a "
-                     "bare update loop on one AVX-512 BF16 host, none on another, "
-                     "docs/benchmarks.md)")
+    precision: str = opt("float32", "the learner's passes: float32, bfloat16 (autocast; "
+                         "weights, Adam and the loss stay float32) or auto (bfloat16 on a CPU "
+                         "with AMX tiles); bfloat16 is experimental: faster updates on AMX "
+                         "hosts, none end to end on AMD ones (docs/benchmarks.md)", choices=PRECISIONS)
 
 
 @dataclass(frozen=True)

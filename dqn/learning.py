@@ -16,6 +16,7 @@ import torch
 from dqn.config import Config
 from dqn.losses import q_targets, td_loss
 from dqn.networks import QNetwork, dormant_fractions
+from dqn.precision import training_dtype
 from dqn.replay import Batch
 from dqn.schedules import linear
 
@@ -52,6 +53,7 @@ class DQNLearner:
                  device: torch.device):
         self.cfg = cfg.agent
         self.device = device
+        self.bf16 = training_dtype(self.cfg.precision, device) == torch.bfloat16
         self.online = initial_network(cfg, obs_shape, num_actions).to(device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # The target network changes only at a sync, so its pass over a batch's next states
@@ -85,14 +87,14 @@ class DQNLearner:
         """The target network's values of prepared next states, safe to call from another
         thread while update() runs; update() uses them if no sync came in between."""
         with self._target_lock, torch.no_grad(), torch.autocast(
-                self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return TargetValues(self.target_version, self.target(next_obs))
 
     def update(self, batch: Batch, ahead: TargetValues | None = None) -> UpdateResult:
         """One step on `batch`; `ahead`: target_values(batch's prepared next states)."""
         b = _to_tensors(batch, self.device)
         next_obs = self.online.prepare(b.next_obs)  # once for the target and online passes
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             q = self.online(b.obs)
             with torch.no_grad():
                 q_next_target = (ahead.q_next if ahead is not None

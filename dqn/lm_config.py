@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from dqn.config import ConfigRoot, JobRunConfig, ScalingSection, opt
+from dqn.config import PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, opt
 from dqn.errors import UserError
 
 
@@ -57,7 +57,7 @@ class TrainConfig:
                          "autocast (weights, Adam, the loss and the validation passes stay "
                          "float32); auto: bfloat16 on a CPU with AMX tiles (Intel Sapphire "
                          "Rapids and later: 2x the LSTM's tokens/s, docs/lm.md), float32 "
-                         "elsewhere", choices=("auto", "float32", "bfloat16"))
+                         "elsewhere", choices=PRECISIONS)
     grad_clip_norm: float = opt(1.0, "global gradient-norm clip; 0 turns it off", lo=0.0)
     budget_minutes: float | None = opt(15.0, "stop after this many minutes of training "
                                        "(summed over resumes); null: no clock limit", lo=0.0)

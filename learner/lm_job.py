@@ -31,12 +31,12 @@ import torch
 import torch.distributed as dist
 from ray.train.torch import get_device, prepare_model
 
-from dqn.charlm import (TBPTT, CharLM, bits_per_char, evaluate, learning_rate, sample,
-                        training_dtype)
+from dqn.charlm import TBPTT, CharLM, bits_per_char, evaluate, learning_rate, sample
 from dqn.corpus import Corpus, Streams, load_corpus, shard
 from dqn.errors import UserError
 from dqn.lm_config import LMConfig
 from dqn.metrics import MetricLogger
+from dqn.precision import training_dtype
 from dqn.process import torch_process
 from learner.train_job import latest_state, rank, report, restore, run_dir_of, run_job, world_size
 

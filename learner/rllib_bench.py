@@ -30,9 +30,12 @@ import threading
 import time
 
 import psutil
+import torch
 
 from dqn.config import Config, load_config
 from dqn.errors import UserError
+from dqn.learning import resolve_device
+from dqn.precision import training_dtype
 
 SIDES = ("ours", "rllib")
 
@@ -193,8 +196,10 @@ def settings(cfg: Config) -> dict:
                    f"{cfg.explore.eps_decay_env_steps} env steps",
             "actors": f"{cfg.ray.num_collectors} x {cfg.env.num_envs} envs",
             "our_learner": f"{cfg.ray.learner_threads} torch thread(s), "
-                           + ("bfloat16 autocast passes, float32 weights" if cfg.agent.bf16
-                              else "float32")}
+                           + ("bfloat16 autocast passes, float32 weights"
+                              if training_dtype(cfg.agent.precision,
+                                                resolve_device(cfg.run.device))
+                              == torch.bfloat16 else "float32")}
 
 
 if __name__ == "__main__":

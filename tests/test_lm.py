@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from dqn.cells import GRUCell, LSTMCell, RNNCell
 from dqn.charlm import (TBPTT, CharLM, evaluate, hidden_for_budget, learning_rate,
-                        parameter_count, sample, training_dtype)
+                        parameter_count, sample)
 from dqn.corpus import Streams, load_corpus
 from dqn.lm_config import ModelConfig, TrainConfig
 from learner.cli import main
@@ -141,16 +141,6 @@ def test_bfloat16_passes_track_float32_and_carry_a_float32_state(cell):
         assert all(s.dtype == torch.float32 for s in states)
     assert losses[torch.bfloat16] == pytest.approx(losses[torch.float32], rel=1e-2)
     assert losses[torch.bfloat16] != losses[torch.float32]  # the passes did run in bf16
-
-
-def test_training_dtype_auto_takes_bfloat16_only_on_a_cpu_with_amx(monkeypatch):
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert training_dtype("float32", cpu) == torch.float32
-    assert training_dtype("bfloat16", cpu) == torch.bfloat16
-    for amx in (True, False):
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-        assert training_dtype("auto", cpu) == (torch.bfloat16 if amx else torch.float32)
-        assert training_dtype("auto", cuda) == torch.float32
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

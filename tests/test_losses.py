@@ -93,7 +93,7 @@ def test_channels_last_layout_changes_no_q_value_and_loads_plain_checkpoints(tor
         torch.testing.assert_close(loaded(obs), net(obs), rtol=0, atol=0)
 
 
-def test_bf16_learner_matches_float32_and_learns():
+def test_bfloat16_learner_matches_float32_and_learns():
     import dataclasses
 
     import numpy as np
@@ -105,20 +105,20 @@ def test_bf16_learner_matches_float32_and_learns():
     batch = synthetic_batch(32, (4, 84, 84), 6)
     base = dataclasses.replace(Config(), network=NetworkConfig(torso="nips2013"))
     learners = {}
-    for bf16 in (False, True):
+    for precision in ("float32", "bfloat16"):
         torch.manual_seed(0)
-        cfg = dataclasses.replace(base, agent=dataclasses.replace(base.agent, bf16=bf16,
-                                                                  learning_rate=1e-3))
-        learners[bf16] = DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu"))
-    first = {bf16: learner.update(batch) for bf16, learner in learners.items()}
+        cfg = dataclasses.replace(base, agent=dataclasses.replace(
+            base.agent, precision=precision, learning_rate=1e-3))
+        learners[precision] = DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu"))
+    first = {name: learner.update(batch) for name, learner in learners.items()}
     # the same weights and batch: bf16 passes give nearly, but not exactly, the float32 loss
-    assert first[True].td_loss != first[False].td_loss
-    assert first[True].td_loss == pytest.approx(first[False].td_loss, rel=0.05)
-    assert first[True].td_abs.dtype == np.float32
+    assert first["bfloat16"].td_loss != first["float32"].td_loss
+    assert first["bfloat16"].td_loss == pytest.approx(first["float32"].td_loss, rel=0.05)
+    assert first["bfloat16"].td_abs.dtype == np.float32
     for _ in range(30):
-        last = learners[True].update(batch)
-    assert last.td_loss < 0.5 * first[True].td_loss
-    assert next(learners[True].online.parameters()).dtype == torch.float32
+        last = learners["bfloat16"].update(batch)
+    assert last.td_loss < 0.5 * first["bfloat16"].td_loss
+    assert next(learners["bfloat16"].online.parameters()).dtype == torch.float32
 
 
 def test_batches_staged_by_the_prefetch_thread_train_exactly_as_raw_ones():
