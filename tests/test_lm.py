@@ -151,7 +151,9 @@ def test_tiny_model_overfits_a_tiny_corpus(dtype):
     streams = Streams(data, n=1, k=len(data) // 2)
     tbptt = TBPTT(model, streams, grad_clip_norm=1.0, dtype=dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
-    for _ in range(300):
+    # 500 steps: at Adam 2e-2 the loss still spikes now and then on the way down (bfloat16
+    # on an AMD host: 0.015 at 200 steps, 0.051 at 300, 0.004 at 400, 0.002 at 500)
+    for _ in range(500):
         tbptt.step(optimizer)
     nats, count = evaluate(model, streams)
     assert nats / count < 0.05  # from ln 256 = 5.5 nats per byte to near zero
