@@ -112,7 +112,8 @@ class AgentConfig:
     precision: str = opt("float32", "the learner's passes: float32, bfloat16 (autocast; "
                          "weights, Adam and the loss stay float32) or auto (bfloat16 on a CPU "
                          "with AMX tiles); bfloat16 is experimental: faster updates on AMX "
-                         "hosts, none end to end on AMD ones (docs/benchmarks.md)", choices=PRECISIONS)
+                         "hosts, none end to end on AMD ones (docs/benchmarks.md)",
+                         choices=PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from dqn.config import Config
 from dqn.losses import q_targets, td_loss
 from dqn.networks import QNetwork, dormant_fractions
-from dqn.precision import training_dtype
+from dqn.precision import bfloat16_passes
 from dqn.replay import Batch
 from dqn.schedules import linear
 
@@ -53,7 +53,7 @@ class DQNLearner:
                  device: torch.device):
         self.cfg = cfg.agent
         self.device = device
-        self.bf16 = training_dtype(self.cfg.precision, device) == torch.bfloat16
+        self.bf16 = bfloat16_passes(self.cfg.precision, device)
         self.online = initial_network(cfg, obs_shape, num_actions).to(device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # The target network changes only at a sync, so its pass over a batch's next states

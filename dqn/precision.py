@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import torch
 
+
 def training_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of the training passes for `precision` (config.PRECISIONS) on `device`."""
     if precision == "auto":
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         return torch.bfloat16 if device.type == "cpu" and amx() else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
+
+
+def bfloat16_passes(precision: str, device: torch.device) -> bool:
+    """Whether `precision` runs the training passes under bfloat16 autocast on `device`."""
+    return training_dtype(precision, device) == torch.bfloat16

@@ -30,12 +30,11 @@ import threading
 import time
 
 import psutil
-import torch
 
 from dqn.config import Config, load_config
 from dqn.errors import UserError
 from dqn.learning import resolve_device
-from dqn.precision import training_dtype
+from dqn.precision import bfloat16_passes
 
 SIDES = ("ours", "rllib")
 
@@ -197,9 +196,9 @@ def settings(cfg: Config) -> dict:
             "actors": f"{cfg.ray.num_collectors} x {cfg.env.num_envs} envs",
             "our_learner": f"{cfg.ray.learner_threads} torch thread(s), "
                            + ("bfloat16 autocast passes, float32 weights"
-                              if training_dtype(cfg.agent.precision,
-                                                resolve_device(cfg.run.device))
-                              == torch.bfloat16 else "float32")}
+                              if bfloat16_passes(cfg.agent.precision,
+                                                 resolve_device(cfg.run.device))
+                              else "float32")}
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def test_both_sides_run_at_the_same_counted_replay_ratio():
 def test_the_settings_name_our_learners_threads_and_precision():
     from learner.rllib_bench import bench_config, settings
 
-    described = settings(bench_config("laptop", ["agent.precision=bfloat16", "ray.learner_cpus=2"]))
+    described = settings(bench_config("laptop", ["agent.precision=bfloat16",
+                                                 "ray.learner_cpus=2"]))
     assert described["our_learner"] == ("2 torch thread(s), bfloat16 autocast passes, "
                                         "float32 weights")
 
