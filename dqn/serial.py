@@ -14,6 +14,7 @@ with the same run name resumes networks, optimizer, counters and RNGs (replay re
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -73,7 +74,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
     env_steps, evaluations = 0, []
     if ckpt_path.exists():
         env_steps, evaluations = _resume(ckpt_path, cfg, learner, rng)
-        print(f"resuming run {cfg.run.name!r} at {env_steps:,} env steps")
+        print(f"resuming run {cfg.run.name!r} at {env_steps:,} env steps", file=sys.stderr)
     learning_starts = env_steps + cfg.replay.learning_starts_env_steps
     logger = MetricLogger(run_dir, cfg.to_dict(), name=cfg.run.name, group=cfg.env.id,
                           resume=env_steps > 0)
@@ -158,7 +159,7 @@ def _evaluate(cfg: Config, learner: DQNLearner, device: torch.device, env_steps:
                 "eval/median_return": float(np.median(returns)),
                 "eval/mean_length": float(np.mean([e.env_steps for e in episodes]))})
     tqdm.write(f"eval at {env_steps:,} env steps: mean return {np.mean(returns):.1f} over "
-               f"{len(returns)} episodes")
+               f"{len(returns)} episodes", file=sys.stderr)
     return Evaluation(env_steps, float(np.mean(returns)), returns)
 
 

@@ -108,7 +108,7 @@ class DistributedTrainer:
         self._rates = _Rates(self.env_steps, self.updates)
         self._last_log = self._last_ckpt = self._last_eval = self.env_steps
         if state:
-            tqdm.write(f"resuming run {cfg.run.name!r} at {self.env_steps:,} env steps, "
+            _say(f"resuming run {cfg.run.name!r} at {self.env_steps:,} env steps, "
                        f"{self.updates:,} learner updates")
 
     # -- set-up ------------------------------------------------------------------------
@@ -246,6 +246,8 @@ class DistributedTrainer:
         self.pending[ref] = i
 
     def _on_learner(self, report: LearnerReport) -> None:
+        if self.last_report is None:
+            _say(f"learner on {report.device}")
         self.last_report = report
         self.updates = report.updates
         if report.weights_version != self.weights_version:
@@ -259,7 +261,7 @@ class DistributedTrainer:
             if i not in self.down:        # calls made while it restarts fail too
                 self.down.add(i)
                 self.restarts += 1
-                tqdm.write(f"collector {i} died ({type(err).__name__}); Ray restarts it and "
+                _say(f"collector {i} died ({type(err).__name__}); Ray restarts it and "
                            f"it resyncs weights (restart {self.restarts})")
                 self.logger.log(self._frames(), {"actors/restarts": self.restarts})
             self.collector_version[i] = -1     # the restarted actor must be sent weights
@@ -281,7 +283,7 @@ class DistributedTrainer:
             "eval/mean_return": mean, "eval/median_return": float(np.median(report.returns)),
             "eval/mean_length": float(np.mean(report.lengths)),
             "eval/weights_version": report.weights_version})
-        tqdm.write(f"eval at {report.env_steps:,} env steps: mean return {mean:.1f} over "
+        _say(f"eval at {report.env_steps:,} env steps: mean return {mean:.1f} over "
                    f"{len(report.returns)} episodes")
         if mean >= self.best_return:        # ties go to the later, longer-trained weights
             self.best_return = mean
@@ -373,6 +375,11 @@ class DistributedTrainer:
                 ray.kill(actor)  # a no-op for an actor already gone
             if self.owns_ray:
                 ray.shutdown()
+
+
+def _say(message: str) -> None:
+    """A line above the progress bar, on stderr with it: stdout carries results alone."""
+    tqdm.write(message, file=sys.stderr)
 
 
 class _Rates:

@@ -38,7 +38,7 @@ class LearnerReport(NamedTuple):
     weights_version: int
     weights: ray.ObjectRef       # the latest published weights
     wait_fraction: float         # share of this call spent waiting for batches
-    device: str
+    device: str                  # e.g. "cuda (NVIDIA H200)" or "cpu"
     learning_rate: float         # the step size of the next update
     dormant: dict | None         # shares of dormant units per layer and "all" (latest check)
 
@@ -50,6 +50,8 @@ class LearnerActor:
         torch_process(cfg.ray.learner_threads)
         self.cfg, self.shards = cfg, shards
         self.device = resolve_device(cfg.run.device)
+        self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
+                                               if self.device.type == "cuda" else "")
         self.core = DQNLearner(cfg, obs_shape, num_actions, self.device)
         if state is not None:
             self.core.load_state_dict(state)
@@ -104,7 +106,7 @@ class LearnerActor:
             self.dormant = self.core.dormant_units(batch.obs)  # one forward pass of a batch
         elapsed = max(time.perf_counter() - start, 1e-9)
         return LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
-                             self.weights, waited / elapsed, str(self.device),
+                             self.weights, waited / elapsed, self.device_name,
                              self.core.learning_rate(), self.dormant)
 
     def where(self) -> tuple[int, str]:

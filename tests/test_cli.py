@@ -33,9 +33,9 @@ def test_train_cartpole_then_resume_with_the_same_run_name(run_dir, capsys):
                                  if e["mean_return"] == max(means)][-1]
     more = [a.replace("2000", "3000") if a.startswith("run.total") else a for a in TINY_CARTPOLE]
     assert main(args + more) == 0
-    out = capsys.readouterr().out
-    assert "resuming run 'resume-me' at 2,000 env steps" in out
-    second = json.loads(out.strip().splitlines()[-1])
+    out, err = capsys.readouterr()
+    assert "resuming run 'resume-me' at 2,000 env steps" in err   # stdout: the result alone
+    second = json.loads(out)
     assert second["env_steps"] == 3000
     # the learner's counter carried on; replay refilled for 500 env steps first
     assert second["learner_updates"] == first["learner_updates"] + (3000 - 2000 - 500) // 2
