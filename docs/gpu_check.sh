@@ -56,6 +56,10 @@ bench learner-nature-b32 90 learner --preset pong --seconds 5 $small \
 # shellcheck disable=SC2086
 bench learner-nature-b512 90 learner --preset pong --seconds 5 $small \
     ray.num_collectors=8 ray.learner_cpus=2 agent.batch_size=512
+# shellcheck disable=SC2086
+bench learner-nature-b512-s4 90 learner --preset pong --seconds 5 $small \
+    ray.num_collectors=8 ray.learner_cpus=2 agent.batch_size=512 ray.num_replay_shards=4 \
+    ray.samples_in_flight=4
 for n in 4 12; do
     # shellcheck disable=SC2086
     bench system-nature-b32-c$n 90 system --preset pong --seconds 5 $small \

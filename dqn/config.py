@@ -158,6 +158,9 @@ class RayConfig:
     publish_every_updates: int = opt(100, "learner updates between weight publications",
                                      lo=1)
     prefetch_batches: int = opt(4, "sampled batches the learner keeps ready", lo=1)
+    samples_in_flight: int = opt(2, "sample requests the learner keeps outstanding, over the "
+                                 "shards in turn: a shard gathers and ships the next batch "
+                                 "while the learner stages the last one", lo=1)
     rate_limit: bool = opt(True, "hold sampling to agent.batch_size / "
                            "agent.update_every_env_steps per inserted transition, blocking "
                            "whichever side runs ahead")
@@ -380,6 +383,11 @@ def _check_cross_fields(config: Config) -> None:
         raise UserError(f"config replay.capacity_transitions = "
                         f"{config.replay.capacity_transitions} must be at least "
                         f"agent.batch_size = {config.agent.batch_size}")
+    r = config.ray
+    if r.num_replay_shards > r.num_collectors:
+        raise UserError(f"config ray.num_replay_shards = {r.num_replay_shards} exceeds "
+                        f"ray.num_collectors = {r.num_collectors}: collector i writes to shard "
+                        f"i mod shards, so a shard without a collector would never fill")
     per_env = config.replay.capacity_transitions // env.num_envs
     needed = 4 * (env.frame_stack + config.agent.n_step + 1)
     if per_env < needed:

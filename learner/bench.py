@@ -6,7 +6,8 @@
   each env step also pays a Nature-CNN forward pass on the collector's CPU.
 - learner: the learner actor fed through a replay shard (prefetching, priorities sent
   back), against a bare loop of `DQNLearner.update` on one fixed synthetic batch, same
-  network, batch, device and torch threads.
+  network, batch, device and torch threads; then the replay path's own limit, batches/s
+  sampled, shipped and staged with no update taking them.
 - system: the whole trainer at the Nature cadence (one batch of 32 per 4 env steps,
   held by the rate limiter) against 4 x the bare update loop's updates/s.
 - update (no Ray): `DQNLearner.update` against the same update in the plain NCHW layout
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -161,7 +163,11 @@ def bench_learner(preset: str, overrides: list[str], seconds: float) -> dict:
     bare_learner, bare_batch = _bare_learner(cfg, obs_shape, num_actions)
     init_ray(cfg)
     trainer = DistributedTrainer(cfg, progress=False)
-    while trainer.env_steps < cfg.replay.learning_starts_env_steps:
+    # Every shard past its own minimum fill before the collectors stop: a shard below it
+    # would answer each request after its timeout, with no batch.
+    need = math.ceil(cfg.replay.learning_starts_env_steps / cfg.ray.num_replay_shards)
+    while min(s.inserted for s in ray.get([shard.stats.remote()
+                                           for shard in trainer.shards])) < need:
         trainer.step()
     for collector in trainer.collectors:      # learner alone from here on
         ray.kill(collector, no_restart=True)
@@ -176,13 +182,18 @@ def bench_learner(preset: str, overrides: list[str], seconds: float) -> dict:
         bare.append(calls_per_s(lambda: bare_learner.update(bare_batch), seconds / rounds))
         ours.append(_learner_only_rate(trainer, seconds / rounds))
     ours, bare = float(np.median(ours)), float(np.median(bare))
+    feed = ray.get(trainer.learner.feed_rate.remote(seconds / rounds))
     trainer.close()
     ray.shutdown()
     return {"game": cfg.env.id, "batch_size": cfg.agent.batch_size,
             "device": str(resolve_device(cfg.run.device)),
             "torch_threads": cfg.ray.learner_threads,
+            "replay_shards": cfg.ray.num_replay_shards,
+            "samples_in_flight": cfg.ray.samples_in_flight,
             "learner_updates_per_s": round(ours, 2), "bare_updates_per_s": round(bare, 2),
-            "ratio": round(ours / bare, 3)}
+            "ratio": round(ours / bare, 3),
+            # the replay path alone: batches/s sampled, shipped and staged, none trained on
+            "feed_batches_per_s": round(feed, 2)}
 
 
 def _learner_only_rate(trainer: DistributedTrainer, seconds: float) -> float:

@@ -1,12 +1,13 @@
 """The learner actor: DQNLearner fed by replay shards, on a GPU when there is one.
 
 A background thread keeps `prefetch_batches` sampled batches ready, already on the
-learner's device, so the update loop never waits on replay when replay keeps up. The same
-thread does the part of each update that does not depend on the online network — the
-frames turned into the network's float input, and the target network's pass over the next
-states (the target changes only at a sync; a value computed before a sync is computed
-again) — so on a CPU that work, about a quarter of an update, runs beside the updates on
-another core instead of inside them.
+learner's device, so the update loop never waits on replay when replay keeps up; it keeps
+`samples_in_flight` sample requests outstanding, so that shards gather and ship the next
+batches while it stages the last one. The same thread does the part of each update that
+does not depend on the online network — the frames turned into the network's float
+input, and the target network's pass over the next states (the target changes only at a
+sync; a value computed before a sync is computed again) — so on a CPU that work, about a
+quarter of an update, runs beside the updates on another core instead of inside them.
 Priority updates go back to the shard the batch came from without waiting for an
 answer; weights are published every `publish_every_updates` as one object ref
 (CPU tensors) with a version number.
@@ -18,6 +19,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from typing import NamedTuple
 
 import ray
@@ -70,17 +72,31 @@ class LearnerActor:
 
     def _prefetch(self) -> None:
         pin = self.device.type == "cuda"
+        in_flight: deque = deque()       # (shard, ref), oldest first
         turn = 0
         while not self._stop.is_set():
-            shard = turn % len(self.shards)
-            turn += 1
-            batch = ray.get(self.shards[shard].sample.remote(self.cfg.agent.batch_size,
-                                                               self.beta))
+            while len(in_flight) < self.cfg.ray.samples_in_flight:
+                shard = turn % len(self.shards)
+                turn += 1
+                in_flight.append((shard, self.shards[shard].sample.remote(
+                    self.cfg.agent.batch_size, self.beta)))
+            shard, ref = in_flight.popleft()
+            batch = ray.get(ref)
             if batch is None:
                 continue
             tensors = staged(batch, self.device, pin, self.core.online.prepare)
             self.batches.put((shard, batch.index, tensors,
                               self.core.target_values(tensors.next_obs)))
+
+    def feed_rate(self, seconds: float) -> float:
+        """Batches/s the sampling thread delivers when the learner takes them without
+        updating: the replay path's own limit (a benchmark; priorities are left as they are)."""
+        self.batches.get()
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.batches.get()
+            count += 1
+        return count / (time.perf_counter() - start)
 
     def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0) -> LearnerReport:
         """Run up to `num_updates` updates; returns early when no batch came for max_wait_s."""

@@ -166,14 +166,19 @@ def test_bench_update_times_the_same_update_in_both_layouts():
     assert report["cpu_ms_per_update"] > 0 and report["cpu_ratio"] > 0
 
 
-@pytest.mark.parametrize("what", ["collect", "learner", "system"])
-def test_system_benchmarks_run_and_report_ratios(what):
+@pytest.mark.parametrize("what,fleet", [
+    ("collect", ["ray.num_collectors=1"]), ("system", ["ray.num_collectors=1"]),
+    ("learner", ["ray.num_collectors=2", "ray.num_replay_shards=2"])])
+def test_system_benchmarks_run_and_report_ratios(what, fleet):
     proc = _cli("bench", what, "--seconds", "1", "--preset", "cartpole", "env.num_envs=2",
-                "ray.num_collectors=1", "replay.learning_starts_env_steps=300")
+                "replay.learning_starts_env_steps=300", *fleet)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    report = json.loads(proc.stdout)                     # stdout: the report alone
     ratios = [v for k, v in report.items() if k.endswith("ratio")]
     assert ratios and all(r > 0 for r in ratios)
+    if what == "learner":   # both shards filled before the collectors stopped: a starved
+        assert report["replay_shards"] == 2      # one would answer every other request
+        assert report["feed_batches_per_s"] > 10  # after its 1 s timeout (<= 2 batches/s)
 
 
 def test_plot_draws_the_learning_curve_of_a_run(run_dir, capsys):

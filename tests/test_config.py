@@ -39,6 +39,7 @@ def test_an_int_is_accepted_where_a_float_is_expected():
     (["env.id=pongg"], ["env.id = 'pongg'", "not a game ale-py ships", "did you mean 'pong'"]),
     (["explore.eps_end=0.5", "explore.eps_start=0.1"], ["explore.eps_end", "eps_start"]),
     (["replay.capacity_transitions=100", "env.num_envs=64"], ["per env stream"]),
+    (["ray.num_replay_shards=2"], ["ray.num_replay_shards = 2", "ray.num_collectors = 1"]),
     (["no_equals_sign"], ["section.key=value"]),
 ])
 def test_bad_overrides_name_the_key_and_value(override, fragments):
