@@ -23,6 +23,7 @@ class ShardStats(NamedTuple):
     capacity: int
     inserted: int
     sampled: int
+    ready: bool     # past its minimum fill: sample() can answer with a batch
 
 
 @ray.remote
@@ -62,4 +63,5 @@ class ReplayShard:
     def stats(self) -> ShardStats:
         with self.cond:
             return ShardStats(len(self.store), self.store.capacity, self.limiter.inserted,
-                              self.limiter.sampled)
+                              self.limiter.sampled,
+                              self.limiter.inserted >= self.limiter.min_inserts)

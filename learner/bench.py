@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -165,9 +164,7 @@ def bench_learner(preset: str, overrides: list[str], seconds: float) -> dict:
     trainer = DistributedTrainer(cfg, progress=False)
     # Every shard past its own minimum fill before the collectors stop: a shard below it
     # would answer each request after its timeout, with no batch.
-    need = math.ceil(cfg.replay.learning_starts_env_steps / cfg.ray.num_replay_shards)
-    while min(s.inserted for s in ray.get([shard.stats.remote()
-                                           for shard in trainer.shards])) < need:
+    while not all(s.ready for s in trainer.replay_stats()):
         trainer.step()
     for collector in trainer.collectors:      # learner alone from here on
         ray.kill(collector, no_restart=True)

@@ -109,7 +109,7 @@ class DistributedTrainer:
         self._last_log = self._last_ckpt = self._last_eval = self.env_steps
         if state:
             _say(f"resuming run {cfg.run.name!r} at {self.env_steps:,} env steps, "
-                       f"{self.updates:,} learner updates")
+                 f"{self.updates:,} learner updates")
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class DistributedTrainer:
                 self.down.add(i)
                 self.restarts += 1
                 _say(f"collector {i} died ({type(err).__name__}); Ray restarts it and "
-                           f"it resyncs weights (restart {self.restarts})")
+                     f"it resyncs weights (restart {self.restarts})")
                 self.logger.log(self._frames(), {"actors/restarts": self.restarts})
             self.collector_version[i] = -1     # the restarted actor must be sent weights
             return False
@@ -284,7 +284,7 @@ class DistributedTrainer:
             "eval/mean_length": float(np.mean(report.lengths)),
             "eval/weights_version": report.weights_version})
         _say(f"eval at {report.env_steps:,} env steps: mean return {mean:.1f} over "
-                   f"{len(report.returns)} episodes")
+             f"{len(report.returns)} episodes")
         if mean >= self.best_return:        # ties go to the later, longer-trained weights
             self.best_return = mean
             self.save_best(report)

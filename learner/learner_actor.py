@@ -25,6 +25,7 @@ from typing import NamedTuple
 import ray
 import torch
 
+from dqn.bench import calls_per_s
 from dqn.config import Config
 from dqn.learning import DQNLearner, resolve_device
 from dqn.process import torch_process
@@ -91,12 +92,7 @@ class LearnerActor:
     def feed_rate(self, seconds: float) -> float:
         """Batches/s the sampling thread delivers when the learner takes them without
         updating: the replay path's own limit (a benchmark; priorities are left as they are)."""
-        self.batches.get()
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            self.batches.get()
-            count += 1
-        return count / (time.perf_counter() - start)
+        return calls_per_s(self.batches.get, seconds)
 
     def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0) -> LearnerReport:
         """Run up to `num_updates` updates; returns early when no batch came for max_wait_s."""
