@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from dqn.config import ConfigRoot, JobRunConfig, ScalingSection, opt
+from dqn.schema import ConfigRoot, JobRunConfig, ScalingSection, opt
 from dqn.errors import UserError
 from dqn.frames import FramePlan, check_games
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from dqn.config import PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, opt
+from dqn.schema import PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, opt
 from dqn.errors import UserError
 
 

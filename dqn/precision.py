@@ -12,7 +12,7 @@ import torch
 
 
 def training_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the training passes for `precision` (config.PRECISIONS) on `device`."""
+    """The dtype of the training passes for `precision` (schema.PRECISIONS) on `device`."""
     if precision == "auto":
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         return torch.bfloat16 if device.type == "cpu" and amx() else torch.float32

@@ -26,9 +26,9 @@ import numpy as np
 import ray
 from tqdm import tqdm
 
-from actors.collector import Collector, CollectReport
+from actors.collector import CollectReport
 from actors.evaluator import EvalReport, Evaluator
-from actors.replay_shard import ReplayShard, ShardStats
+from actors.replay_shard import ShardStats
 from dqn.checkpoint import (best_return, check_game, load_checkpoint, load_weights, save_best,
                             save_checkpoint)
 from dqn.config import Config
@@ -36,12 +36,12 @@ from dqn.envs import make_vector_env
 from dqn.errors import UserError
 from dqn.metrics import MetricLogger
 from dqn.networks import QNetwork, dormant_metrics
-from dqn.rate_limiter import RateLimiter
-from dqn.schedules import apex_epsilons, linear
+from dqn.schedules import linear
 from dqn.serial import RESUME_HINT, frames_per_env_step
 from dqn.stopping import StopFlag
 from learner.cluster import init_ray
-from learner.learner_actor import LearnerActor, LearnerReport
+from learner.learner_actor import LearnerReport
+from learner.startup import check_resources, start_collector, start_learner, start_shards
 
 
 class DistributedResult(NamedTuple):
@@ -65,7 +65,7 @@ class DistributedTrainer:
         state = self._load_state()           # bad checkpoints fail before Ray starts
         self.best_return = best_return(self.best_path) if state else -math.inf
         self.owns_ray = init_ray(cfg)
-        self._check_resources()
+        check_resources(cfg)
         probe = make_vector_env(cfg.env, num_envs=1)
         obs_shape, num_actions, obs_dtype = probe.obs_shape, probe.num_actions, probe.obs_dtype
         probe.close()
@@ -74,17 +74,13 @@ class DistributedTrainer:
         self.env_steps = int(state["env_steps"]) if state else 0
         self.saved_env_steps = self.env_steps if state else None  # on disk
         self.restarts = int(state.get("collector_restarts", 0)) if state else 0
-        self.shard_names = [f"raydqn-shard-{uuid.uuid4().hex[:8]}-{s}"
-                            for s in range(cfg.ray.num_replay_shards)]
-        self.shards = self._start_shards(obs_shape, obs_dtype)
-        gpus = cfg.ray.learner_gpus
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        resources = {cfg.ray.learner_resource: 1} if cfg.ray.learner_resource else None
-        self.learner = LearnerActor.options(
-            num_cpus=cfg.ray.learner_cpus, num_gpus=gpus, resources=resources,
-        ).remote(cfg, self.shards, obs_shape, num_actions, state["learner"] if state else None)
-        self.collectors = [self._start_collector(i) for i in range(cfg.ray.num_collectors)]
+        shard_names = [f"raydqn-shard-{uuid.uuid4().hex[:8]}-{s}"
+                       for s in range(cfg.ray.num_replay_shards)]
+        self.shards = start_shards(cfg, shard_names, obs_shape, obs_dtype)
+        self.learner = start_learner(cfg, self.shards, obs_shape, num_actions,
+                                     state["learner"] if state else None)
+        self.collectors = [start_collector(cfg, i, shard_names, self.env_steps)
+                           for i in range(cfg.ray.num_collectors)]
         self.evaluator = Evaluator.options(num_cpus=0).remote(cfg, obs_shape, num_actions,
                                                               cfg.ray.evaluator_nice)
         self.evaluations: list[EvalReport] = []
@@ -126,63 +122,6 @@ class DistributedTrainer:
     def _check_network(self, state: dict, obs_shape: tuple[int, ...], num_actions: int) -> None:
         load_weights(QNetwork(obs_shape, num_actions, self.cfg.network),
                      state["learner"]["online"], self.ckpt_path, RESUME_HINT)
-
-    def _check_resources(self) -> None:
-        r = self.cfg.ray
-        wanted = r.learner_cpus + r.num_collectors * r.collector_cpus + \
-            r.num_replay_shards * r.replay_cpus
-        have = ray.cluster_resources().get("CPU", 0)
-        if wanted > have:
-            raise UserError(f"the actors ask for {wanted:g} CPUs (ray.learner_cpus + "
-                            f"ray.num_collectors x ray.collector_cpus + shards x "
-                            f"ray.replay_cpus) but the cluster has {have:g}")
-
-    def _collectors_of(self, shard: int) -> list[int]:
-        return list(range(shard, self.cfg.ray.num_collectors, self.cfg.ray.num_replay_shards))
-
-    def _start_shards(self, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> list:
-        cfg, r = self.cfg, self.cfg.ray
-        spi = cfg.agent.batch_size / cfg.agent.update_every_env_steps
-        shards = []
-        for s in range(r.num_replay_shards):
-            writers = len(self._collectors_of(s))
-            chunk = r.chunk_env_steps * cfg.env.num_envs
-            streams = max(writers, 1) * cfg.env.num_envs
-            capacity = cfg.replay.capacity_transitions // r.num_replay_shards
-            if capacity // streams < 2 * (r.chunk_env_steps + cfg.env.frame_stack
-                                          + cfg.agent.n_step):
-                raise UserError(f"config replay.capacity_transitions = "
-                                f"{cfg.replay.capacity_transitions} leaves "
-                                f"{capacity // streams} records per env stream; each needs "
-                                f"at least 2 x (ray.chunk_env_steps + stack + n_step)")
-            limiter = RateLimiter(
-                samples_per_insert=spi,
-                min_inserts=math.ceil(cfg.replay.learning_starts_env_steps / r.num_replay_shards),
-                error_buffer=max(writers * chunk * spi, 2 * cfg.agent.batch_size * r.prefetch_batches),
-                enabled=r.rate_limit)
-            store = dict(capacity=capacity, num_streams=streams, frame_shape=obs_shape[1:],
-                         frame_dtype=obs_dtype, stack=obs_shape[0], n_step=cfg.agent.n_step,
-                         gamma=cfg.agent.gamma, prioritized=cfg.replay.prioritized,
-                         alpha=cfg.replay.priority_exponent, seed=cfg.run.seed + 7919 * s)
-            shards.append(ReplayShard.options(
-                name=self.shard_names[s], num_cpus=r.replay_cpus,
-                max_concurrency=4 + 2 * writers).remote(store, limiter))
-        return shards
-
-    def _start_collector(self, i: int):
-        cfg, r = self.cfg, self.cfg.ray
-        envs = cfg.env.num_envs
-        shard = i % r.num_replay_shards
-        slot = self._collectors_of(shard).index(i)
-        streams = np.arange(slot * envs, (slot + 1) * envs)
-        epsilons = None
-        if cfg.explore.schedule == "apex":
-            epsilons = apex_epsilons(r.num_collectors * envs, cfg.explore.apex_base_eps,
-                                     cfg.explore.apex_alpha)[i * envs:(i + 1) * envs]
-        seed = cfg.run.seed + 1000 * i + self.env_steps
-        return Collector.options(num_cpus=r.collector_cpus, max_restarts=-1,
-                                 scheduling_strategy="SPREAD").remote(
-            cfg, i, self.shard_names[shard], streams, epsilons, seed)
 
     # -- the loop ----------------------------------------------------------------------
 

@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
         overrides = list(args.overrides)
         if getattr(args, "address", None):
             overrides.append(f"ray.address={args.address}")
-        from dqn.config import load_config
+        from dqn.schema import load_config
         from dqn.gan_config import GanConfig
 
-        cfg = load_config(args.preset, overrides, schema=GanConfig)
+        cfg = load_config(args.preset, overrides, GanConfig)
         files = prepare(cfg)
         if args.gan_command == "data":
             print(json.dumps(files._asdict()))
@@ -98,7 +98,7 @@ def train(cfg: GanConfig, files: DataFiles) -> dict[str, float]:
 
 def _load_gan(path: Path) -> tuple[GanConfig, Generator, dict]:
     from dqn.checkpoint import load_weights
-    from dqn.config import build_config
+    from dqn.schema import build_config
     from dqn.gan import Generator
     from dqn.gan_config import GanConfig
     from learner.train_job import latest_state

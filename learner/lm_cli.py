@@ -62,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     overrides = args.overrides + ([f"ray.address={args.address}"] if args.address else [])
     if args.lm_command == "train":
-        from dqn.config import load_config
+        from dqn.schema import load_config
         from dqn.lm_config import LMConfig
         from learner.lm_job import train_lm
 
-        outcome = train_lm(load_config(args.preset, overrides, schema=LMConfig))
+        outcome = train_lm(load_config(args.preset, overrides, LMConfig))
         print(json.dumps({k: str(v) if isinstance(v, Path) else v
                           for k, v in dataclasses.asdict(outcome).items()}))
         return 0
@@ -104,7 +104,7 @@ def compare_command(preset: str, overrides: list[str], minutes: float,
     """Train each cell at the hidden size matching the parameter budget, for the same
     minutes; rows for the table, also written to <out_dir>/<run.name>-compare.{json,md}."""
     from dqn.charlm import hidden_for_budget, parameter_count
-    from dqn.config import load_config
+    from dqn.schema import load_config
     from dqn.lm_config import LMConfig
     from learner.lm_job import prepare, train_lm
 
@@ -115,7 +115,7 @@ def compare_command(preset: str, overrides: list[str], minutes: float,
                         f"choose from {', '.join(CELLS)}")
     if minutes <= 0:
         raise UserError(f"--minutes {minutes} must be positive")
-    base = load_config(preset, overrides + [f"train.budget_minutes={minutes}"], schema=LMConfig)
+    base = load_config(preset, overrides + [f"train.budget_minutes={minutes}"], LMConfig)
     budget = parameters or parameter_count(base.model)
     configs = []
     for cell in chosen:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from dqn.config import load_config, preset_names
+from dqn.schema import load_config, preset_names
 from dqn.errors import UserError
 from dqn.frames import FramePlan, build_frames, load_frames, load_image_folder
 from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam,
@@ -24,7 +24,7 @@ LOG2 = float(np.log(2.0))
 
 @pytest.mark.parametrize("preset", preset_names(GanConfig))
 def test_gan_presets_load(preset):
-    cfg = load_config(preset, schema=GanConfig)
+    cfg = load_config(preset, (), GanConfig)
     assert cfg.data.games and cfg.run.name.startswith("gan-")
 
 

@@ -36,14 +36,15 @@ def test_the_dqn_learner_follows_agent_precision(monkeypatch, precision, amx, bf
 
 
 def test_dqn_and_lm_take_the_same_precision_names():
+    from dqn import schema
     from dqn.lm_config import LMConfig
 
     assert load_config("laptop").agent.precision == "float32"  # DQN: opt-in
-    assert load_config("lstm", schema=LMConfig).train.precision == "auto"
+    assert schema.load_config("lstm", (), LMConfig).train.precision == "auto"
     for name in ("auto", "float32", "bfloat16"):
         assert load_config("laptop", [f"agent.precision={name}"]).agent.precision == name
-        assert load_config("lstm", [f"train.precision={name}"],
-                           schema=LMConfig).train.precision == name
+        assert schema.load_config("lstm", [f"train.precision={name}"],
+                                  LMConfig).train.precision == name
     with pytest.raises(UserError, match="agent.precision"):
         load_config("laptop", ["agent.precision=fp16"])
     with pytest.raises(UserError, match="agent.bf16"):  # the old name is one clear line

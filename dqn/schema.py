@@ -1,0 +1,198 @@
+"""The configuration machinery every job shares: fields with help and bounds (`opt`),
+presets in YAML, `section.key=value` overrides, and validation into frozen dataclasses.
+
+Each job's root class (`dqn.config.Config` for the DQN trainer, `GanConfig`, `LMConfig`)
+has one dataclass field per section; nothing here knows their sections. Every mistake
+is a `UserError` of one line naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+
+from dqn.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRECISIONS = ("auto", "float32", "bfloat16")  # of training passes: dqn/precision.py
+
+
+def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+        choices: tuple | None = None) -> Any:
+    """A config field with a help string and its allowed range or choices."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class ConfigRoot:
+    """What every job's root config class shares: one dataclass field per section,
+    its presets in `configs/<preset_folder>/`, and `check()` for rules across fields."""
+
+    preset_folder: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def check(self) -> None:
+        """Raise a UserError for values that are wrong together."""
+
+
+@dataclass(frozen=True)
+class JobRunConfig:
+    """The `run` section of the Ray Train jobs (GAN, language models)."""
+
+    name: str = opt("job", "run name: its folder under out_dir; rerun the same name to resume")
+    out_dir: str = opt("runs", "folder holding one sub-folder per run")
+    seed: int = opt(0, "seed for data order, initial weights and sampling", lo=0)
+
+
+@dataclass(frozen=True)
+class ScalingSection:
+    """The `ray` section of the Ray Train jobs: where and on how many workers."""
+
+    address: str | None = opt(None, "cluster to join ('auto' or host:port); null starts an "
+                              "embedded local Ray unless RAY_ADDRESS is set")
+    num_workers: int = opt(1, "Ray Train workers (DDP processes)", lo=1)
+    cpus_per_worker: float = opt(1.0, "CPUs reserved per worker (its torch threads)", lo=0.0)
+    use_gpu: bool | None = opt(None, "one GPU per worker; null uses GPUs when the cluster "
+                               "has them")
+    max_failures: int = opt(2, "worker-group failures retried from the latest checkpoint",
+                            lo=0)
+
+
+S = TypeVar("S")
+
+
+def preset_names(schema: type) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / schema.preset_folder).glob("*.yaml"))
+
+
+def load_config(preset: str, overrides: list[str] | tuple[str, ...], schema: type[S]) -> S:
+    """Defaults, then the preset (a name in configs/ or a YAML path), then overrides.
+
+    `schema` is the root dataclass (one field per section); its `preset_folder` names
+    the sub-folder of configs/ holding its presets."""
+    raw = _read_preset(preset, schema)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or "." not in key:
+            raise UserError(f"override {item!r} is not of the form section.key=value "
+                            f"(for example replay.capacity_transitions=100000)")
+        section, name = key.split(".", 1)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise UserError(f"config section {section!r} must be a mapping")
+        raw[section][name] = yaml.safe_load(text) if text else ""
+    return build_config(raw, schema)
+
+
+def build_config(raw: dict[str, Any], schema: type[S]) -> S:
+    """A validated config of type `schema` from nested dicts of plain values."""
+    known = typing.get_type_hints(schema)
+    known.pop("preset_folder", None)
+    sections = {}
+    for section, values in raw.items():
+        if section not in known:
+            raise UserError(f"unknown config section {section!r}{suggest(section, known)};"
+                            f" allowed: {', '.join(known)}")
+        if not isinstance(values, dict):
+            raise UserError(f"config section {section!r} must be a mapping, got {values!r}")
+        sections[section] = _build_section(section, known[section], values)
+    config = schema(**sections)
+    config.check()
+    return config
+
+
+def _read_preset(preset: str, schema: type) -> dict[str, Any]:
+    path = Path(preset)
+    if not path.suffix:
+        path = CONFIG_DIR / schema.preset_folder / f"{preset}.yaml"
+    if not path.is_file():
+        raise UserError(f"preset {preset!r} not found; available presets: "
+                        f"{', '.join(preset_names(schema))} (or a path to a YAML file)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"preset {str(path)!r} is not valid YAML: "
+                        f"{str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"preset {str(path)!r} must hold a mapping of sections")
+    return raw
+
+
+def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{section}.{name}"
+        if name not in fields:
+            raise UserError(f"unknown config key {key!r}{suggest(name, fields)}; allowed: "
+                            f"{', '.join(f'{section}.{n}' for n in fields)}")
+        kwargs[name] = _check_value(key, value, hints[name], fields[name].metadata)
+    return cls(**kwargs)
+
+
+def _check_value(key: str, value: Any, hint: Any, meta: Any) -> Any:
+    value = _coerce(key, value, hint)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise UserError(f"config {key} = {value!r} is out of range; allowed: {bounds}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise UserError(f"config {key} = {value!r} is not allowed; choose one of "
+                        f"{', '.join(map(str, choices))}")
+    return value
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check `value` against the field's type; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config {key} = {value!r} must be a list of "
+                            f"{TYPE_NAMES.get(item, item.__name__)} values")
+        return tuple(_coerce(key, v, item) for v in value)
+    if hint is float and isinstance(value, str):
+        value = _parse_float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+    ok = (isinstance(value, bool) if hint is bool
+          else isinstance(value, int) and not isinstance(value, bool) if hint is int
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float
+          else isinstance(value, hint))
+    if not ok:
+        raise UserError(f"config {key} = {value!r} is a {type(value).__name__}; "
+                        f"it must be {TYPE_NAMES.get(hint, hint.__name__)}")
+    return float(value) if hint is float else value
+
+
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _parse_float(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def suggest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
