@@ -64,4 +64,4 @@ class ReplayShard:
         with self.cond:
             return ShardStats(len(self.store), self.store.capacity, self.limiter.inserted,
                               self.limiter.sampled,
-                              self.limiter.inserted >= self.limiter.min_inserts)
+                              self.limiter.ready)

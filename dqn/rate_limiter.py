@@ -28,8 +28,13 @@ class RateLimiter:
     def lead(self) -> float:
         return (self.inserted - self.min_inserts) * self.samples_per_insert - self.sampled
 
+    @property
+    def ready(self) -> bool:
+        """Past the minimum fill: sampling may start."""
+        return self.inserted >= self.min_inserts
+
     def can_sample(self, n: int) -> bool:
-        if self.inserted < self.min_inserts:
+        if not self.ready:
             return False
         return not self.enabled or self.lead - n >= -self.error_buffer
 
