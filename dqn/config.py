@@ -134,8 +134,7 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    address: str | None = opt(None, "cluster to join ('auto' or host:port); null starts an "
-                              "embedded local Ray unless RAY_ADDRESS is set")
+    address: str | None = schema.address_opt()
     num_collectors: int = opt(2, "collector actors, each stepping env.num_envs envs", lo=1)
     num_replay_shards: int = opt(1, "replay actors; capacity is split evenly", lo=1)
     chunk_env_steps: int = opt(32, "vector steps per collector call; each sends "

@@ -46,6 +46,12 @@ class ConfigRoot:
         """Raise a UserError for values that are wrong together."""
 
 
+def address_opt() -> Any:
+    """The `ray.address` field every job's config has."""
+    return opt(None, "cluster to join ('auto' or host:port); null starts an embedded local "
+               "Ray unless RAY_ADDRESS is set")
+
+
 @dataclass(frozen=True)
 class JobRunConfig:
     """The `run` section of the Ray Train jobs (GAN, language models)."""
@@ -59,8 +65,7 @@ class JobRunConfig:
 class ScalingSection:
     """The `ray` section of the Ray Train jobs: where and on how many workers."""
 
-    address: str | None = opt(None, "cluster to join ('auto' or host:port); null starts an "
-                              "embedded local Ray unless RAY_ADDRESS is set")
+    address: str | None = address_opt()
     num_workers: int = opt(1, "Ray Train workers (DDP processes)", lo=1)
     cpus_per_worker: float = opt(1.0, "CPUs reserved per worker (its torch threads)", lo=0.0)
     use_gpu: bool | None = opt(None, "one GPU per worker; null uses GPUs when the cluster "
