@@ -88,6 +88,13 @@ class AgentConfig:
     lr_decay_end_env_steps: int = opt(0, "env steps at which lr_end is reached (the learner "
                                       "counts learning_starts + updates x "
                                       "update_every_env_steps)", lo=0)
+    lr_end_after_eval_return: float | None = opt(
+        None, "instead of the env-step decay: learning_rate until an in-training evaluation "
+        "averages at least this return, lr_end from then on; null: the env-step decay")
+    recycle_dormant_every_updates: int = opt(
+        0, "ReDo (Sokar et al. 2023): every this many updates, the online network's dormant "
+        "units (below 0.025 of their layer's mean activation on the batch) get fresh incoming "
+        "and zero outgoing weights; 0: never", lo=0)
     huber_delta: float = opt(1.0, "Huber loss threshold", lo=0.0)
     grad_clip_norm: float = opt(10.0, "global gradient-norm clip; 0 turns it off", lo=0.0)
     update_every_env_steps: int = opt(4, "env steps per learner update (Nature: 4)", lo=1)
@@ -211,7 +218,18 @@ def _check_cross_fields(config: Config) -> None:
         raise UserError(f"config explore.eps_end = {config.explore.eps_end} must not exceed "
                         f"explore.eps_start = {config.explore.eps_start}")
     agent = config.agent
-    if agent.lr_end is not None and agent.lr_decay_end_env_steps <= agent.lr_decay_start_env_steps:
+    if agent.lr_end_after_eval_return is not None:
+        if agent.lr_end is None:
+            raise UserError(f"config agent.lr_end_after_eval_return = "
+                            f"{agent.lr_end_after_eval_return} needs agent.lr_end, the step "
+                            f"to switch to")
+        if agent.lr_decay_start_env_steps or agent.lr_decay_end_env_steps:
+            raise UserError(f"config agent.lr_end_after_eval_return = "
+                            f"{agent.lr_end_after_eval_return} replaces the env-step decay: "
+                            f"leave agent.lr_decay_start_env_steps and "
+                            f"agent.lr_decay_end_env_steps at 0")
+    elif agent.lr_end is not None and (agent.lr_decay_end_env_steps
+                                       <= agent.lr_decay_start_env_steps):
         raise UserError(f"config agent.lr_decay_end_env_steps = {agent.lr_decay_end_env_steps} "
                         f"must exceed agent.lr_decay_start_env_steps = "
                         f"{agent.lr_decay_start_env_steps} when agent.lr_end is set")

@@ -149,6 +149,7 @@ class Judge:
         half_a = rng.permutation(np.concatenate(half_a))
         half_b = rng.permutation(np.concatenate(half_b))
         self.feats_a, self.feats_b = feats[half_a], feats[half_b]
+        self.images_a, self.labels_a = heldout.images[half_a], heldout.labels[half_a]
         self.labels_b = heldout.labels[half_b]  # the games to draw samples for
         self.baseline = frechet_distance(self.feats_a, self.feats_b)
         self.names = heldout.names
@@ -170,6 +171,46 @@ class Judge:
                       for label, name in enumerate(self.names)}
         return Quality(self.heldout_accuracy, cond, frechet_distance(feats, self.feats_b),
                        self.baseline, spread)
+
+
+def references(judge: Judge, train: FrameSet, seed: int) -> dict[str, float]:
+    """The CFD to half B of frame sets made from real frames, each with B's games: the
+    scale to read a model's CFD on. Half A itself is the baseline; the training frames
+    are what a model that copied its data would score; the others spoil half A a little
+    (a 1-pixel shift, noise of 4 grey levels, a Gaussian blur of 1 pixel) or collapse
+    it (every frame of a game its mean frame, or one real frame repeated)."""
+    rng = np.random.default_rng(seed)
+    a, labels = judge.images_a, judge.labels_a
+    games = [np.flatnonzero(labels == label) for label in range(len(judge.names))]
+    copied = np.concatenate([rng.choice(np.flatnonzero(train.labels == label), len(idx),
+                                        replace=len(idx) > (train.labels == label).sum())
+                             for label, idx in enumerate(games)])
+    mean_frames, one_frame = a.copy(), a.copy()
+    for idx in games:
+        if len(idx):
+            mean_frames[idx] = a[idx].mean(0).round().astype(np.uint8)
+            one_frame[idx] = a[idx[0]]
+    noisy = np.clip(a + rng.normal(0.0, 4.0, a.shape).round(), 0, 255).astype(np.uint8)
+    sets = {"half A (the baseline)": a, "training frames": train.images[copied],
+            "half A shifted 1 px": np.roll(a, 1, axis=2), "half A + noise of 4/255": noisy,
+            "half A blurred 1 px": blurred(a, sigma=1.0),
+            "per-game mean frame": mean_frames, "one real frame per game": one_frame}
+    return {name: frechet_distance(predict(judge.model, nchw(images))[0], judge.feats_b)
+            for name, images in sets.items()}
+
+
+def blurred(images_nhwc: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of each channel, edges replicated; uint8 in and out."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel /= kernel.sum()
+    t = nchw(images_nhwc).float()
+    c = t.shape[1]
+    t = F.pad(t, (radius,) * 4, mode="replicate")
+    t = F.conv2d(t, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    t = F.conv2d(t, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def save_judge(model: GameClassifier, path: Path) -> Path:

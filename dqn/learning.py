@@ -15,7 +15,7 @@ import torch
 
 from dqn.config import Config
 from dqn.losses import q_targets, td_loss
-from dqn.networks import QNetwork, dormant_fractions
+from dqn.networks import QNetwork, dormant_fractions, recycle_dormant
 from dqn.precision import bfloat16_passes
 from dqn.replay import Batch
 from dqn.schedules import linear
@@ -68,9 +68,12 @@ class DQNLearner:
                                           eps=self.cfg.adam_eps, fused=True)
         self.updates = 0
         self.learning_starts = cfg.replay.learning_starts_env_steps
+        self.lr_switched = False  # an evaluation reached agent.lr_end_after_eval_return
+        self.recycled_units = 0   # dormant units re-initialized so far (ReDo)
 
     def learning_rate(self) -> float:
-        """The step size of the next update: constant, or decayed linearly over env steps.
+        """The step size of the next update: constant, switched to lr_end by an evaluation
+        (lr_end_after_eval_return), or decayed linearly over env steps.
 
         The learner's env-step clock is learning_starts + updates x update_every_env_steps,
         which the rate limiter keeps within a few hundred steps of the collectors' count.
@@ -78,6 +81,8 @@ class DQNLearner:
         cfg = self.cfg
         if cfg.lr_end is None:
             return cfg.learning_rate
+        if cfg.lr_end_after_eval_return is not None:
+            return cfg.lr_end if self.lr_switched else cfg.learning_rate
         env_steps = self.learning_starts + self.updates * cfg.update_every_env_steps
         return linear(cfg.learning_rate, cfg.lr_end,
                       cfg.lr_decay_end_env_steps - cfg.lr_decay_start_env_steps,
@@ -114,11 +119,21 @@ class DQNLearner:
                 group["lr"] = lr
         self.optimizer.step()
         self.updates += 1
+        every = self.cfg.recycle_dormant_every_updates
+        if every and self.updates % every == 0:
+            self.recycled_units += recycle_dormant(self.online, b.obs, self.optimizer)
         if self.updates % self.cfg.target_update_period_updates == 0:
             with self._target_lock:
                 self.target.load_state_dict(self.online.state_dict())
                 self.target_version += 1
         return UpdateResult(out.td_abs.cpu().numpy(), out.loss.item(), out.q_taken.mean().item())
+
+    def on_evaluation(self, mean_return: float) -> None:
+        """An in-training evaluation's mean return: past agent.lr_end_after_eval_return, the
+        step is lr_end for the rest of the run (kept in the checkpoint)."""
+        threshold = self.cfg.lr_end_after_eval_return
+        if threshold is not None and mean_return >= threshold:
+            self.lr_switched = True
 
     def dormant_units(self, obs) -> dict:
         """Shares of dormant units of the online network on `obs` (networks.dormant_fractions)."""
@@ -126,7 +141,8 @@ class DQNLearner:
 
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+                "optimizer": self.optimizer.state_dict(), "updates": self.updates,
+                "lr_switched": self.lr_switched, "recycled_units": self.recycled_units}
 
     def load_state_dict(self, state: dict) -> None:
         self.online.load_state_dict(state["online"])
@@ -135,6 +151,9 @@ class DQNLearner:
             self.target_version += 1
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
+        # both absent from checkpoints written before 2026-11-30
+        self.lr_switched = bool(state.get("lr_switched", False))
+        self.recycled_units = int(state.get("recycled_units", 0))
 
 
 def _f32(x: torch.Tensor | None) -> torch.Tensor | None:

@@ -12,6 +12,8 @@ measured on a GPU yet).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -58,11 +60,9 @@ class QNetwork(nn.Module):
             self.value_hidden = nn.Sequential(nn.Linear(features, hidden), nn.ReLU())
             self.value_out = nn.Linear(hidden, 1)
         self.frames = len(obs_shape) == 3
-        if self.frames and cfg.conv1_init == "zero_sum":
-            with torch.no_grad():  # a flat input now gives each filter its (positive) bias
-                conv1 = self.torso[0]
-                conv1.weight -= conv1.weight.mean(dim=(1, 2, 3), keepdim=True)
-                conv1.bias.abs_()
+        self.conv1_zero_sum = self.frames and cfg.conv1_init == "zero_sum"
+        if self.conv1_zero_sum:
+            _zero_sum(self.torso[0])
         if self.frames:
             self.to(memory_format=torch.channels_last)  # the conv weights; survives .to(device)
 
@@ -90,9 +90,19 @@ class QNetwork(nn.Module):
         return obs.float().div_(255.0) if obs.dtype == torch.uint8 else obs.float()
 
 
+def _zero_sum(conv: nn.Conv2d, units: torch.Tensor | None = None) -> None:
+    """Each filter's weights shifted to sum to zero and its bias made positive: a flat input
+    then gives each filter its (positive) bias. `units`: only these filters."""
+    units = slice(None) if units is None else units
+    with torch.no_grad():
+        conv.weight[units] -= conv.weight[units].mean(dim=(1, 2, 3), keepdim=True)
+        conv.bias[units] = conv.bias[units].abs()
+
+
 @torch.no_grad()
-def dormant_fractions(net: nn.Module, obs: torch.Tensor, tau: float = DORMANT_TAU) -> dict:
-    """The share of dormant units in each ReLU layer of `net` on the batch `obs`, and in all.
+def dormant_units(net: nn.Module, obs: torch.Tensor, tau: float = DORMANT_TAU
+                  ) -> list[tuple[str, torch.Tensor]]:
+    """(layer name, boolean mask of its dormant units) for each ReLU layer of `net` on `obs`.
 
     A unit (a conv channel, or a fully connected neuron) is tau-dormant (Sokar et al. 2023)
     when its mean activation over the batch (and the image) is at most tau times its
@@ -111,14 +121,68 @@ def dormant_fractions(net: nn.Module, obs: torch.Tensor, tau: float = DORMANT_TA
     finally:
         for hook in hooks:
             hook.remove()
-    result, dormant, units = {}, 0, 0
-    for name, unit_means in zip(names, means):
-        layer_mean = unit_means.mean()
-        count = int((unit_means <= tau * layer_mean).sum()) if layer_mean > 0 else len(unit_means)
-        result[name] = count / len(unit_means)
-        dormant, units = dormant + count, units + len(unit_means)
-    result["all"] = dormant / max(units, 1)
+    return [(name, unit_means <= tau * unit_means.mean() if unit_means.mean() > 0
+             else torch.ones_like(unit_means, dtype=torch.bool))
+            for name, unit_means in zip(names, means)]
+
+
+def dormant_fractions(net: nn.Module, obs: torch.Tensor, tau: float = DORMANT_TAU) -> dict:
+    """The share of dormant units (dormant_units) in each ReLU layer of `net` on the batch
+    `obs`, and in all."""
+    masks = dormant_units(net, obs, tau)
+    result = {name: float(mask.float().mean()) for name, mask in masks}
+    result["all"] = (sum(int(mask.sum()) for _, mask in masks)
+                     / max(sum(len(mask) for _, mask in masks), 1))
     return result
+
+
+@torch.no_grad()
+def recycle_dormant(net: QNetwork, obs: torch.Tensor,
+                    optimizer: torch.optim.Optimizer | None = None) -> int:
+    """ReDo (Sokar et al. 2023): every dormant unit of `net` on `obs` gets fresh incoming
+    weights (the layer's own initialization, zero-sum for conv1 when the network uses it)
+    and zero outgoing weights, so the network's output is unchanged and the unit can learn
+    again; the optimizer's moments of those weights restart from zero. Returns the number
+    of units recycled."""
+    recycled = 0
+    for (_, dead), (layer, readers) in zip(dormant_units(net, obs), _producers(net)):
+        idx = dead.nonzero().flatten()
+        if not len(idx):
+            continue
+        fresh = copy.deepcopy(layer)
+        fresh.reset_parameters()
+        if net.conv1_zero_sum and layer is net.torso[0]:
+            _zero_sum(fresh)
+        layer.weight[idx] = fresh.weight[idx]
+        layer.bias[idx] = fresh.bias[idx]
+        _reset_moments(optimizer, layer.weight, idx)
+        _reset_moments(optimizer, layer.bias, idx)
+        for reader in readers:
+            per_unit = reader.weight.shape[1] // len(dead)   # H x W columns after a flatten
+            cols = (idx[:, None] * per_unit + torch.arange(per_unit, device=idx.device)).flatten()
+            reader.weight[:, cols] = 0
+            _reset_moments(optimizer, reader.weight, (slice(None), cols))
+        recycled += len(idx)
+    return recycled
+
+
+def _producers(net: QNetwork) -> list[tuple[nn.Module, list[nn.Module]]]:
+    """(the layer before each ReLU, the layers that read its units), in dormant_units' order."""
+    torso = [m for m in net.torso if isinstance(m, (nn.Conv2d, nn.Linear))]
+    heads = [net.hidden[0]] + ([net.value_hidden[0]] if net.dueling else [])
+    chain = [(layer, [torso[i + 1]] if i + 1 < len(torso) else heads)
+             for i, layer in enumerate(torso)]
+    chain.append((net.hidden[0], [net.out]))
+    if net.dueling:
+        chain.append((net.value_hidden[0], [net.value_out]))
+    return chain
+
+
+def _reset_moments(optimizer: torch.optim.Optimizer | None, param: torch.Tensor, index) -> None:
+    state = optimizer.state.get(param) if optimizer is not None else None
+    for key in ("exp_avg", "exp_avg_sq"):
+        if state and key in state:
+            state[key][index] = 0
 
 
 def dormant_metrics(fractions: dict) -> dict:

@@ -127,12 +127,15 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
                                     "losses/q_values": result.q_mean,
                                     "charts/learning_rate": learner.learning_rate()})
                     metrics.update(dormant_metrics(learner.dormant_units(batch.obs)))
+                    if cfg.agent.recycle_dormant_every_updates:
+                        metrics["learner/recycled_units"] = learner.recycled_units
                 logger.log(env_steps * frames_per_env_step(cfg), metrics)
                 bar.set_postfix(ret=f"{np.mean(scores):.1f}" if scores else "-",
                                 sps=f"{sps:.0f}", upd=learner.updates)
             if env_steps - last_eval >= cfg.run.eval_every_env_steps:
                 last_eval = env_steps
                 evaluations.append(_evaluate(cfg, learner, device, env_steps, logger))
+                learner.on_evaluation(evaluations[-1].mean_return)
                 if evaluations[-1].mean_return >= max(e.mean_return for e in evaluations):
                     save_best(run_dir / "best.pt", cfg.to_dict(), learner.online.state_dict(),
                               env_steps=env_steps, returns=evaluations[-1].returns)

@@ -224,6 +224,7 @@ class DistributedTrainer:
             "eval/weights_version": report.weights_version})
         _say(f"eval at {report.env_steps:,} env steps: mean return {mean:.1f} over "
              f"{len(report.returns)} episodes")
+        self.learner.on_evaluation.remote(mean)  # may switch its step (lr_end_after_eval_return)
         if mean >= self.best_return:        # ties go to the later, longer-trained weights
             self.best_return = mean
             self.save_best(report)
@@ -260,6 +261,8 @@ class DistributedTrainer:
                             "charts/learning_rate": report.learning_rate})
         if report is not None and report.dormant is not None:
             metrics.update(dormant_metrics(report.dormant))
+        if report is not None and self.cfg.agent.recycle_dormant_every_updates:
+            metrics["learner/recycled_units"] = report.recycled_units
         self.logger.log(self._frames(), metrics)
         self.bar.set_postfix(fps=f"{metrics['charts/frames_per_s']:.0f}", ups=f"{ups:.1f}",
                              ret=f"{np.mean(self.scores):.1f}" if self.scores else "-",

@@ -4,6 +4,7 @@
     raydqn gan train  [--preset P] [--address ADDR] [section.key=value ...]
     raydqn gan sample RUN_DIR|STATE.pt [--game pong] [--n 64] [--out grid.png] [--seed 0]
     raydqn gan score  RUN_DIR|STATE.pt
+    raydqn gan calibrate [--preset P] [section.key=value ...]
 
 Everything the user can get wrong (config, game, image folder, checkpoint) is checked
 here, before Ray starts; the frames and the judging classifier are built here too, so
@@ -30,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gan = sub.add_parser("gan", help="DCGAN / conditional GAN on Atari frames (Ray Train)")
     cmds = gan.add_subparsers(dest="gan_command", required=True)
     for name, text in (("data", "render and cache the ALE frames (and the classifier)"),
-                       ("train", "train on Ray Train workers; rerun a run name to resume")):
+                       ("train", "train on Ray Train workers; rerun a run name to resume"),
+                       ("calibrate", "the CFD of real frames copied, shifted, noised, "
+                        "blurred or collapsed: the scale a model's CFD is read on (JSON)")):
         p = cmds.add_parser(name, help=text)
         p.add_argument("--preset", default="conditional",
                        help="a configs/gan/ preset or a YAML path")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overrides and args.gan_command in ("sample", "score"):
         raise UserError(f"raydqn gan {args.gan_command} takes no config overrides "
                         f"({' '.join(args.overrides)})")
-    if args.gan_command in ("data", "train"):
+    if args.gan_command in ("data", "train", "calibrate"):
         overrides = list(args.overrides)
         if getattr(args, "address", None):
             overrides.append(f"ray.address={args.address}")
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         files = prepare(cfg)
         if args.gan_command == "data":
             print(json.dumps(files._asdict()))
+        elif args.gan_command == "calibrate":
+            print(json.dumps(calibrate(cfg, files)))
         else:
             print(json.dumps(train(cfg, files)))
     elif args.gan_command == "sample":
@@ -94,6 +99,18 @@ def train(cfg: GanConfig, files: DataFiles) -> dict[str, float]:
     metrics = dict(result.metrics or {})
     print(f"final quality: {format_quality(metrics)}", flush=True)
     return metrics
+
+
+def calibrate(cfg: GanConfig, files: DataFiles) -> dict[str, dict[str, float]]:
+    """gan_quality.references on the run's own judge and halves: CFD and ratio of each."""
+    from dqn.frames import load_frames, split_heldout
+    from dqn.gan_quality import Judge, load_judge, references
+
+    train_frames, heldout = split_heldout(load_frames(Path(files.frames)),
+                                          cfg.data.heldout_fraction, cfg.run.seed)
+    judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed, cfg.quality.samples)
+    return {name: {"cfd": cfd, "ratio": cfd / judge.baseline}
+            for name, cfd in references(judge, train_frames, cfg.run.seed).items()}
 
 
 def _load_gan(path: Path) -> tuple[GanConfig, Generator, dict]:

@@ -44,6 +44,7 @@ class LearnerReport(NamedTuple):
     device: str                  # e.g. "cuda (NVIDIA H200)" or "cpu"
     learning_rate: float         # the step size of the next update
     dormant: dict | None         # shares of dormant units per layer and "all" (latest check)
+    recycled_units: int          # dormant units re-initialized so far (agent.recycle_dormant_...)
 
 
 @ray.remote
@@ -119,7 +120,12 @@ class LearnerActor:
         elapsed = max(time.perf_counter() - start, 1e-9)
         return LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
                              self.weights, waited / elapsed, self.device_name,
-                             self.core.learning_rate(), self.dormant)
+                             self.core.learning_rate(), self.dormant,
+                             self.core.recycled_units)
+
+    def on_evaluation(self, mean_return: float) -> None:
+        """An in-training evaluation's mean return (DQNLearner.on_evaluation)."""
+        self.core.on_evaluation(mean_return)
 
     def where(self) -> tuple[int, str]:
         """(process id, Ray node id) of this actor."""

@@ -124,9 +124,11 @@ def _sampled(result: dict) -> int:
 
 
 def _lr_schedule(cfg: Config) -> float | list[list[float]]:
-    """Our linear decay as RLlib's piecewise-linear [[env step, lr], ...] schedule."""
+    """Our linear decay as RLlib's piecewise-linear [[env step, lr], ...] schedule. A switch
+    keyed to an evaluation's return has no RLlib counterpart; the benchmark's budgets end
+    long before one, so both sides keep learning_rate."""
     agent = cfg.agent
-    if agent.lr_end is None:
+    if agent.lr_end is None or agent.lr_end_after_eval_return is not None:
         return agent.learning_rate
     points = [[0, agent.learning_rate], [agent.lr_decay_start_env_steps, agent.learning_rate],
               [agent.lr_decay_end_env_steps, agent.lr_end]]

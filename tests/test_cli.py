@@ -43,6 +43,22 @@ def test_train_cartpole_then_resume_with_the_same_run_name(run_dir, capsys):
     assert any("losses/td_loss" in json.loads(line) for line in lines)
 
 
+def test_the_serial_trainer_switches_its_step_at_the_first_evaluation_past_the_threshold(
+        run_dir, capsys):
+    # CartPole scores at least 8 an episode: the first evaluation (1,000 env steps) passes 1
+    args = ["train", "--preset", "cartpole", "--no-progress", "--serial", f"run.out_dir={run_dir}",
+            "run.name=lr-switch", "agent.lr_end=0.0001", "agent.lr_end_after_eval_return=1"]
+    assert main(args + TINY_CARTPOLE) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ckpt = torch.load(result["checkpoint"], weights_only=False)
+    assert ckpt["learner"]["lr_switched"] is True
+    assert ckpt["learner"]["optimizer"]["param_groups"][0]["lr"] == 1e-4
+    logged = {row["charts/env_steps"]: row["charts/learning_rate"]
+              for row in map(json.loads, (run_dir / "lr-switch" / "metrics.jsonl")
+                             .read_text().splitlines()) if "charts/learning_rate" in row}
+    assert logged[1000] == 1e-3 and logged[1500] == 1e-4 and logged[2000] == 1e-4
+
+
 def test_pong_runs_end_to_end_through_the_cnn(run_dir, capsys):
     args = ["train", "--preset", "laptop", "--no-progress", "--serial", f"run.out_dir={run_dir}",
             "run.name=pong-smoke", "env.num_envs=4", "run.total_env_steps=3000",

@@ -172,7 +172,19 @@ def _shell(cfg) -> DistributedTrainer:
     trainer.best_path = trainer.run_dir / "best.pt"
     trainer.best_return = best_return(trainer.best_path)
     trainer.target_reached = False
+    trainer.learner = _Learner()
     return trainer
+
+
+class _Learner:
+    """Records what the driver tells the learner actor about evaluations."""
+
+    def __init__(self):
+        self.told = []
+        self.on_evaluation = self
+
+    def remote(self, mean_return):
+        self.told.append(mean_return)
 
 
 def test_the_best_evaluation_keeps_its_weights_as_best_pt(local_ray, run_dir):
@@ -192,4 +204,5 @@ def test_the_best_evaluation_keeps_its_weights_as_best_pt(local_ray, run_dir):
     assert torch.all(best["learner"]["online"]["out.bias"] == 1.0)
     _, loaded = load_agent(run_dir / "best" / "best.pt", "pong")   # what `evaluate` reads
     assert torch.all(loaded.state_dict()["out.bias"] == 1.0)
+    assert trainer.learner.told == [-20.5, -15.0, -19.0]  # each mean, for the step switch
     assert _shell(cfg).best_return == -15.0                        # a resumed run keeps it

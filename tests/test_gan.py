@@ -397,3 +397,35 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
     assert main(["gan", "score", str(run)]) == 0
     scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert scored["quality/cfd"] == pytest.approx(second["quality/cfd"])
+
+
+def test_calibrate_scores_real_frames_spoilt_or_collapsed_against_the_baseline(
+        tmp_path, capsys):
+    from learner.cli import main
+
+    data = ["data.games=[pong,breakout]", "data.frames_per_game=80", "data.image_size=32",
+            "data.keep_every_env_steps=4", "data.heldout_fraction=0.5",
+            "quality.classifier_updates=100", "quality.samples=80",
+            f"data.cache_dir={tmp_path}"]
+    assert main(["gan", "calibrate", *data]) == 0
+    refs = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(refs) == ["half A (the baseline)", "training frames", "half A shifted 1 px",
+                          "half A + noise of 4/255", "half A blurred 1 px",
+                          "per-game mean frame", "one real frame per game"]
+    assert refs["half A (the baseline)"]["ratio"] == pytest.approx(1.0)
+    # a set with no spread within a game is far from real frames that have some
+    assert refs["one real frame per game"]["ratio"] > 3
+    assert refs["per-game mean frame"]["ratio"] > 3
+    assert all(r["cfd"] >= 0 for r in refs.values())
+
+
+def test_blur_keeps_a_flat_image_and_spreads_a_point():
+    from dqn.gan_quality import blurred
+
+    flat = np.full((1, 9, 9, 3), 120, np.uint8)
+    assert np.array_equal(blurred(flat, 1.0), flat)
+    point = np.zeros((1, 9, 9, 3), np.uint8)
+    point[0, 4, 4] = 255
+    out = blurred(point, 1.0).astype(int)
+    assert out[0, 4, 4, 0] < 255 and out[0, 4, 5, 0] > 0 and out[0, 0, 0, 0] == 0
+    assert abs(out[..., 0].sum() - 255) <= 20       # the light is moved, not lost

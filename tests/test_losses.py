@@ -192,3 +192,34 @@ def test_learning_rate_decays_linearly_over_the_learners_env_steps():
     with pytest.raises(UserError, match="lr_decay_end_env_steps = 1008 must exceed"):
         load_config("cartpole", ["agent.lr_end=0.0002", "agent.lr_decay_start_env_steps=1008",
                                  "agent.lr_decay_end_env_steps=1008"])
+
+
+def test_an_evaluation_past_the_threshold_switches_the_step_to_lr_end_for_good():
+    from dqn.config import load_config
+    from dqn.errors import UserError
+    from dqn.learning import DQNLearner
+    from learner.bench import synthetic_batch
+
+    cfg = load_config("cartpole", ["agent.learning_rate=0.001", "agent.lr_end=0.0002",
+                                   "agent.lr_end_after_eval_return=5"])
+    learner = DQNLearner(cfg, (4,), 2, torch.device("cpu"))
+    batch = synthetic_batch(8, (4,), 2)
+    learner.update(batch)
+    learner.on_evaluation(4.9)                      # below the threshold: no switch
+    learner.update(batch)
+    assert learner.optimizer.param_groups[0]["lr"] == 1e-3 == learner.learning_rate()
+    learner.on_evaluation(5.0)
+    learner.update(batch)
+    assert learner.optimizer.param_groups[0]["lr"] == 2e-4 == learner.learning_rate()
+    learner.on_evaluation(-100.0)                   # a later, worse evaluation keeps lr_end
+    assert learner.learning_rate() == 2e-4
+    resumed = DQNLearner(cfg, (4,), 2, torch.device("cpu"))
+    assert resumed.learning_rate() == 1e-3
+    resumed.load_state_dict(learner.state_dict())   # the checkpoint keeps the switch
+    assert resumed.learning_rate() == 2e-4
+    with pytest.raises(UserError, match="lr_end_after_eval_return = 5.0 needs agent.lr_end"):
+        load_config("cartpole", ["agent.lr_end_after_eval_return=5"])
+    with pytest.raises(UserError, match="replaces the env-step decay"):
+        load_config("cartpole", ["agent.lr_end=0.0002", "agent.lr_end_after_eval_return=5",
+                                 "agent.lr_decay_start_env_steps=0",
+                                 "agent.lr_decay_end_env_steps=1000"])

@@ -87,3 +87,58 @@ def test_zero_sum_first_layer_starts_with_no_dormant_filter_on_a_flat_background
     torch.manual_seed(0)  # the option touches only conv1
     plain = QNetwork((4, 84, 84), 6, NetworkConfig(torso="nips2013"))
     assert torch.equal(plain.torso[2].weight, net.torso[2].weight)
+
+
+def test_recycling_gives_dormant_units_fresh_inputs_and_zero_outputs_and_keeps_q():
+    from dqn.networks import recycle_dormant
+
+    net = QNetwork((4, 84, 84), 6, NetworkConfig(torso="nips2013", dueling=True,
+                                                 conv1_init="zero_sum"))
+    with torch.no_grad():  # every unit of a layer alike and firing: none dormant
+        for p in net.parameters():
+            p.fill_(1e-3)
+        net.torso[0].bias[[1, 5, 9]] = -1e3         # three conv1 filters never fire
+        net.torso[2].bias[3] = -1e3                 # one conv2 channel: 9 x 9 inputs of fc
+        net.hidden[0].bias[:64] = -1e3              # a quarter of the advantage stream
+    obs = frames()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)
+    net(obs).sum().backward()
+    optimizer.step()                                # Adam's moments now exist
+    before = net(obs)
+    assert recycle_dormant(net, obs, optimizer) == 3 + 1 + 64
+    assert torch.allclose(net(obs), before, atol=1e-6)   # outgoing weights are zero
+    conv1, conv2 = net.torso[0], net.torso[2]
+    assert (conv1.weight[[1, 5, 9]] != conv1.weight[0]).any(dim=(1, 2, 3)).all()
+    assert conv1.weight[[1, 5, 9]].sum(dim=(1, 2, 3)).abs().max() < 1e-5  # zero-sum again
+    assert (conv1.bias[[1, 5, 9]] > 0).all() and (conv1.bias[[0, 2]] != 0).all()
+    live = [c for c in range(32) if c != 3]         # conv2's channel 3 got fresh inputs
+    assert (conv2.weight[live][:, [1, 5, 9]] == 0).all() and (conv2.weight[:, 0] != 0).all()
+    assert (conv2.weight[3] != 1e-3).all()
+    # channel 3 of conv2 feeds both streams (rows 0-63 of the first got fresh inputs)
+    for rows in (net.hidden[0].weight[64:], net.value_hidden[0].weight):
+        assert (rows[:, 3 * 81:4 * 81] == 0).all() and (rows[:, :81] != 0).all()
+    assert (net.out.weight[:, :64] == 0).all() and (net.value_out.weight != 0).all()
+    moments = optimizer.state[conv1.weight]["exp_avg"]
+    assert (moments[[1, 5, 9]] == 0).all() and (moments[0] != 0).any()
+    assert (optimizer.state[net.out.weight]["exp_avg_sq"][:, :64] == 0).all()
+    assert dormant_fractions(net, obs)["conv1"] == 0.0   # the fresh filters fire
+
+
+def test_the_learner_recycles_on_its_schedule_and_the_checkpoint_keeps_the_count():
+    from dqn.config import load_config
+    from dqn.learning import DQNLearner
+    from learner.bench import synthetic_batch
+
+    cfg = load_config("cartpole", ["agent.recycle_dormant_every_updates=3"])
+    learner = DQNLearner(cfg, (4,), 2, torch.device("cpu"))
+    with torch.no_grad():
+        learner.online.torso[1].bias[:10] = -1e3    # ten neurons of the first layer dead
+    batch = synthetic_batch(64, (4,), 2)
+    learner.update(batch)
+    learner.update(batch)
+    assert learner.recycled_units == 0              # not yet: every 3 updates
+    learner.update(batch)
+    assert learner.recycled_units >= 10
+    again = DQNLearner(cfg, (4,), 2, torch.device("cpu"))
+    again.load_state_dict(learner.state_dict())
+    assert again.recycled_units == learner.recycled_units
