@@ -90,13 +90,12 @@ class QNetwork(nn.Module):
         return obs.float().div_(255.0) if obs.dtype == torch.uint8 else obs.float()
 
 
-def _zero_sum(conv: nn.Conv2d, units: torch.Tensor | None = None) -> None:
+def _zero_sum(conv: nn.Conv2d) -> None:
     """Each filter's weights shifted to sum to zero and its bias made positive: a flat input
-    then gives each filter its (positive) bias. `units`: only these filters."""
-    units = slice(None) if units is None else units
+    then gives each filter its (positive) bias."""
     with torch.no_grad():
-        conv.weight[units] -= conv.weight[units].mean(dim=(1, 2, 3), keepdim=True)
-        conv.bias[units] = conv.bias[units].abs()
+        conv.weight -= conv.weight.mean(dim=(1, 2, 3), keepdim=True)
+        conv.bias.abs_()
 
 
 @torch.no_grad()
