@@ -78,6 +78,10 @@ class Discriminator(nn.Module):
         self.minibatch_std = cfg.minibatch_std
         layers += [nn.Conv2d(channels[-1] + int(cfg.minibatch_std), 1, 4, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
+        # InfoGAN's Q head: reads the first latent_codes noise dimensions back from the
+        # 4x4 features of a generated image (see train_step).
+        self.code_head = (nn.Linear(channels[-1] * 16, cfg.latent_codes) if cfg.latent_codes
+                          else None)
         self.apply(_dcgan_init)
         if cfg.d_norm == "spectral":
             # Miyato et al. 2018: every conv's weight divided by its largest singular
@@ -86,18 +90,25 @@ class Discriminator(nn.Module):
             for conv in [m for m in self.net if isinstance(m, nn.Conv2d)]:
                 nn.utils.parametrizations.spectral_norm(conv)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+                codes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """One logit per image; with `codes`, also the code head's reading of it."""
         if self.embed is not None:
             size = self.image_size
             images = torch.cat([images, self.embed(labels).view(-1, 1, size, size)], dim=1)
-        if not self.minibatch_std:
-            return self.net(images).view(-1)
-        # Karras et al. 2018: the batch's spread as a feature, so a generator that
-        # draws one image per label (mode collapse) is easy to tell from real batches.
         h = self.net[:-1](images)
-        spread = minibatch_spread(h, labels).view(-1, 1, 1, 1).expand(-1, 1, *h.shape[2:])
-        return self.net[-1](torch.cat([h, spread], dim=1)).view(-1)
+        if self.minibatch_std:
+            # Karras et al. 2018: the batch's spread as a feature, so a generator that
+            # draws one image per label (mode collapse) is easy to tell from real batches.
+            spread = minibatch_spread(h, labels).view(-1, 1, 1, 1).expand(-1, 1, *h.shape[2:])
+            logits = self.net[-1](torch.cat([h, spread], dim=1)).view(-1)
+        else:
+            logits = self.net[-1](h).view(-1)
+        if not codes:
+            return logits
+        if self.code_head is None:
+            raise ValueError("this discriminator has no code head (model.latent_codes = 0)")
+        return logits, self.code_head(h.flatten(1))
 
 
 def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -151,6 +162,7 @@ class StepStats(NamedTuple):
     loss_g: float
     d_real: float   # mean D(x) on the real batch
     d_fake: float   # mean D(G(z)) seen by the discriminator step
+    code: float = 0.0  # the code loss of the generator step (0 without latent codes)
 
 
 class GanParts(NamedTuple):
@@ -162,14 +174,18 @@ class GanParts(NamedTuple):
 
 def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
                latent_size: int, g_loss: str, augment: str = "none",
-               r1_weight: float = 0.0) -> StepStats:
+               r1_weight: float = 0.0, codes: int = 0, code_weight: float = 1.0
+               ) -> StepStats:
     """One discriminator update, then one generator update, on a batch in [-1, 1].
 
     `augment` names the differentiable augmentation applied to every image the
     discriminator sees (see `augment_images`); `r1_weight` > 0 adds that multiple of
     the R1 penalty, E ||grad_x D(x)||^2 / 2 over the real batch, to the discriminator
     loss on this step (Mescheder et al. 2018; the caller applies it every k steps with
-    k times the weight, "lazy" R1 of Karras et al. 2020)."""
+    k times the weight, "lazy" R1 of Karras et al. 2020). With `codes` > 0 the
+    discriminator's code head reads z[:, :codes] back from the fakes, and
+    `code_weight` times the mean squared error joins both losses (InfoGAN's
+    continuous codes, Chen et al. 2016): the generator must draw its noise visibly."""
     g, d, opt_g, opt_d = parts
     z = torch.randn(real.shape[0], latent_size, device=real.device)
     fake = g(z, labels)
@@ -178,20 +194,32 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     if r1_weight > 0:
         real = real.detach().requires_grad_(True)
     real_logits = d(augment_images(real, augment), labels)
-    fake_logits = d(augment_images(fake.detach(), augment), labels)
-    loss_d = discriminator_loss(real_logits, fake_logits)
+    fake_logits, code_d = _judge(d, augment_images(fake.detach(), augment), labels,
+                                 z[:, :codes])
+    loss_d = discriminator_loss(real_logits, fake_logits) + code_weight * code_d
     if r1_weight > 0:
         loss_d = loss_d + r1_weight * r1_penalty(real_logits, real)
     loss_d.backward()
     opt_d.step()
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
-    loss_g = generator_loss(d(augment_images(fake, augment), labels), g_loss)
+    logits, code_g = _judge(d, augment_images(fake, augment), labels, z[:, :codes])
+    loss_g = generator_loss(logits, g_loss) + code_weight * code_g
     loss_g.backward()
     opt_g.step()
     return StepStats(loss_d.item(), loss_g.item(),
                      torch.sigmoid(real_logits).mean().item(),
-                     torch.sigmoid(fake_logits).mean().item())
+                     torch.sigmoid(fake_logits).mean().item(), code_g.item())
+
+
+def _judge(d: nn.Module, fakes: torch.Tensor, labels: torch.Tensor | None,
+           codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's logits for `fakes` and the mean squared error of its reading of `codes`
+    (a zero when there are none to read)."""
+    if codes.shape[1] == 0:
+        return d(fakes, labels), torch.zeros((), device=fakes.device)
+    logits, read = d(fakes, labels, codes=True)
+    return logits, F.mse_loss(read, codes)
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,9 @@ class GanModelConfig:
                               "discriminator's last layer (Karras et al. 2018), against "
                               "mode collapse; conditional: the spread among each "
                               "sample's own label")
+    latent_codes: int = opt(0, "noise dimensions the discriminator must read back from "
+                            "a generated image (InfoGAN's continuous codes, Chen et al. "
+                            "2016), so the generator cannot ignore its noise; 0: off", lo=0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class GanTrainConfig:
                           "frames (Mescheder et al. 2018); 0 turns it off", lo=0.0)
     r1_every: int = opt(16, "discriminator steps between R1 penalties, each weighted "
                         "by this many (lazy regularization)", lo=1)
+    code_weight: float = opt(1.0, "weight of the code loss, the mean squared error of "
+                             "the discriminator's reading of model.latent_codes, in both "
+                             "networks' losses", lo=0.0)
     ema_decay: float = opt(0.999, "samples, scores and `gan sample` use an exponential "
                            "moving average of the generator's weights with this decay per "
                            "update; 0 uses the live generator", lo=0.0, hi=0.99999)
@@ -111,6 +117,9 @@ class GanConfig(ConfigRoot):
             if not self.data.games:
                 raise UserError("config data.games is empty; name at least one ALE game")
             check_games(self.data.games)
+        if self.model.latent_codes > self.model.latent_size:
+            raise UserError(f"config model.latent_codes = {self.model.latent_codes} exceeds "
+                            f"model.latent_size = {self.model.latent_size}")
         if self.train.batch_size % self.ray.num_workers:
             raise UserError(f"config train.batch_size = {self.train.batch_size} must be a "
                             f"multiple of ray.num_workers = {self.ray.num_workers}")

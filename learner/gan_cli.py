@@ -63,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
         from dqn.gan_config import GanConfig
 
         cfg = load_config(args.preset, overrides, GanConfig)
+        if args.gan_command == "train":
+            from learner.train_job import check_resume
+
+            check_resume(cfg, "gan", "a GAN", lambda state: {
+                "model": state["config"]["model"], "data": state["config"]["data"]},
+                only={"data": ("image_size", "games", "image_folder")})
         files = prepare(cfg)
         if args.gan_command == "data":
             print(json.dumps(files._asdict()))

@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from dqn.frames import FrameSet, load_frames, split_heldout
-from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam, generate,
-                     to_unit, train_step)
+from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, StepStats, adam,
+                     generate, to_unit, train_step)
 from dqn.gan_config import GanConfig
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from dqn.process import torch_process
@@ -78,19 +78,20 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
     t = cfg.train
     while epoch < cfg.train.epochs:
         sampler.set_epoch(epoch)
-        sums, count, t0 = np.zeros(4), 0, time.monotonic()
+        sums, count, t0 = np.zeros(len(StepStats._fields)), 0, time.monotonic()
         for images, labels in loader:
             r1 = t.r1_gamma * t.r1_every if updates % t.r1_every == 0 else 0.0
             stats = train_step(parts, to_unit(images.to(device)),
                                labels.to(device) if cfg.model.conditional else None,
-                               cfg.model.latent_size, t.g_loss, t.augment, r1)
+                               cfg.model.latent_size, t.g_loss, t.augment, r1,
+                               cfg.model.latent_codes, t.code_weight)
             updates += 1
             if ema is not None:
                 ema.update(_unwrap(parts.generator))
             sums, count = sums + stats, count + 1
             if lead is not None and updates % cfg.train.log_every_updates == 0:
                 lead.log_losses(updates, sums / count, progress)
-                sums, count = np.zeros(4), 0
+                sums, count = np.zeros(len(StepStats._fields)), 0
         epoch += 1
         metrics = {"epoch": epoch, "g_updates": updates,
                    "charts/epoch_seconds": time.monotonic() - t0}
@@ -186,6 +187,8 @@ class _Lead:
     def log_losses(self, updates: int, means: np.ndarray, progress: Progress) -> None:
         row = {"losses/d": means[0], "losses/g": means[1], "D(x)": means[2],
                "D(G(z))": means[3]}
+        if self.cfg.model.latent_codes:
+            row["losses/code"] = means[4]
         self.logger.log(updates, row)
         progress.update(updates, row)
 

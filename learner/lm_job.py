@@ -38,7 +38,8 @@ from dqn.lm_config import LMConfig
 from dqn.metrics import MetricLogger
 from dqn.precision import training_dtype
 from dqn.process import torch_process
-from learner.train_job import latest_state, rank, report, restore, run_dir_of, run_job, world_size
+from learner.train_job import (check_resume, rank, report, restore, run_dir_of, run_job,
+                                world_size)
 
 JOB = "lm"
 STEP_KEY = "global/train_tokens"
@@ -98,20 +99,7 @@ def _check_sizes(cfg: LMConfig, corpus: Corpus) -> None:
 
 def _check_resume(cfg: LMConfig) -> None:
     """A run name that already has checkpoints must hold this job with this model."""
-    folder = run_dir_of(cfg)
-    if not any(folder.glob("checkpoint_*")):
-        return
-    state = latest_state(folder)
-    if state["job"] != JOB:
-        raise UserError(f"run {cfg.run.name!r} in {str(folder)!r} holds a {state['job']!r} "
-                        f"job, not a language model; pick another run.name")
-    wanted = dataclasses.asdict(cfg.model)
-    changed = [f"model.{k} = {state['model_config'].get(k)!r} there, {v!r} now"
-               for k, v in wanted.items() if state["model_config"].get(k) != v]
-    if changed:
-        raise UserError(f"run {cfg.run.name!r} was trained with another model "
-                        f"({'; '.join(changed)}); resume with the same model or pick "
-                        f"another run.name")
+    check_resume(cfg, JOB, "a language model", lambda state: {"model": state["model_config"]})
 
 
 def _worker(loop_config: dict, corpus: Corpus) -> None:

@@ -120,6 +120,38 @@ def latest_state(path: Path) -> dict:
     return state
 
 
+def check_resume(cfg: Any, job: str, what: str, saved: Callable[[dict], dict[str, dict]],
+                 only: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Before Ray starts: a run name that already has checkpoints must hold `job` (`what`
+    names it in the message), and the sections of `cfg` that shape the networks must equal
+    what `saved(state)` read from the newest one ({section: {key: value}}): every field,
+    or the ones `only` names for a section. A key the checkpoint lacks counts as the
+    field's default (an option added since)."""
+    folder = run_dir_of(cfg)
+    if not any(folder.glob("checkpoint_*")):
+        return
+    state = latest_state(folder)
+    if state["job"] != job:
+        raise UserError(f"run {cfg.run.name!r} in {str(folder)!r} holds a {state['job']!r} "
+                        f"job, not {what}; pick another run.name")
+    changed = []
+    for section, there in saved(state).items():
+        now = getattr(cfg, section)
+        for f in dataclasses.fields(now):
+            if only and section in only and f.name not in only[section]:
+                continue
+            default = (f.default if f.default_factory is dataclasses.MISSING
+                       else f.default_factory())
+            old, new = there.get(f.name, default), getattr(now, f.name)
+            if (list(old) if isinstance(old, tuple) else old) != (
+                    list(new) if isinstance(new, tuple) else new):
+                changed.append(f"{section}.{f.name} = {old!r} there, {new!r} now")
+    if changed:
+        raise UserError(f"run {cfg.run.name!r} was trained with another model "
+                        f"({'; '.join(changed)}); resume with the same model or pick "
+                        f"another run.name")
+
+
 class Progress:
     """One console line every `every_s` seconds: step/total, rate, ETA and metrics."""
 

@@ -213,6 +213,24 @@ def test_minibatch_spread_of_a_conditional_batch_is_taken_within_each_label():
     assert d(torch.rand(6, 3, 16, 16), labels).shape == (6,)
 
 
+def test_latent_codes_are_read_back_from_the_fakes_and_the_code_loss_falls():
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, latent_codes=2)
+    torch.manual_seed(0)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    logits, read = d(torch.zeros(3, 3, 16, 16), torch.tensor([0, 1, 0]), codes=True)
+    assert logits.shape == (3,) and read.shape == (3, 2)
+    parts = GanParts(g, d, adam(g, 2e-3, 0.5), adam(d, 2e-3, 0.5))
+    real, labels = torch.rand(16, 3, 16, 16) * 2 - 1, torch.randint(2, (16,))
+    codes = [train_step(parts, real, labels, 8, "non_saturating", codes=2).code
+             for _ in range(80)]
+    # D learns to read the codes and G to draw them: the error falls well below
+    # the variance of the codes (1) that a blind guess of 0 scores
+    assert np.mean(codes[:5]) > 0.5 and np.mean(codes[-10:]) < 0.5 * np.mean(codes[:5])
+    assert train_step(parts, real, labels, 8, "non_saturating").code == 0.0  # codes off
+    with pytest.raises(ValueError, match="no code head"):
+        Discriminator(GanModelConfig(d_width=4), 16, 2)(real, labels, codes=True)
+
+
 def test_averaged_generator_follows_the_live_one_and_sets_its_own_batchnorm_stats():
     torch.manual_seed(0)
     cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4)
@@ -306,6 +324,19 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
     one_line_error(capsys, ["gan", "sample", str(tmp_path / "lm.pt")], "'lm' job")
     one_line_error(capsys, ["gan", "train", "train.batch_size=5", "ray.num_workers=2"],
                    "train.batch_size = 5")
+    one_line_error(capsys, ["gan", "train", "model.latent_codes=101"], "latent_codes = 101")
+    # a run name holding another job, or a GAN of another shape, is refused before Ray;
+    # a key the checkpoint lacks (an option added since) counts as its default
+    saved = load_config("conditional", ("model.g_width=8",), GanConfig).to_dict()
+    del saved["model"]["latent_codes"]
+    for name, state in [("lm", {"job": "lm"}), ("old", {"job": "gan", "config": saved})]:
+        (tmp_path / "runs" / name / "checkpoint_1").mkdir(parents=True)
+        torch.save(state, tmp_path / "runs" / name / "checkpoint_1" / "state.pt")
+    train = ["gan", "train", f"run.out_dir={tmp_path / 'runs'}", "model.latent_codes=4"]
+    one_line_error(capsys, [*train, "run.name=lm"], "holds a 'lm' job, not a GAN")
+    err = one_line_error(capsys, [*train, "run.name=old"], "model.g_width = 8 there, 32 now",
+                         "model.latent_codes = 0 there, 4 now")
+    assert err.count(" there, ") == 2
 
 
 TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_size=16",
@@ -315,7 +346,7 @@ TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_siz
         "ray.num_workers=2", "ray.cpus_per_worker=0.5", "run.name=tiny",
         # the stabilizers under DDP too: R1's double backward, augmentation, the spread
         "train.r1_gamma=1.0", "train.r1_every=2", "train.augment=translation,cutout",
-        "model.minibatch_std=true"]
+        "model.minibatch_std=true", "model.latent_codes=2"]
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +372,7 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
     run = tmp_path / "runs" / "tiny"
     assert list(run.glob("checkpoint_*/state.pt")) and (run / "samples/epoch_001.png").is_file()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert {"losses/d", "losses/g", "D(x)", "D(G(z))"} <= set(rows[0])
+    assert {"losses/d", "losses/g", "D(x)", "D(G(z))", "losses/code"} <= set(rows[0])
     assert rows[0]["global/g_updates"] == 2
 
     assert main(["gan", "train", *TINY, *out, "train.epochs=2"]) == 0
