@@ -104,11 +104,12 @@ class Discriminator(nn.Module):
             logits = self.net[-1](torch.cat([h, spread], dim=1)).view(-1)
         else:
             logits = self.net[-1](h).view(-1)
+        logits = logits.float()  # the losses in float32 under bfloat16 autocast
         if not codes:
             return logits
         if self.code_head is None:
             raise ValueError("this discriminator has no code head (model.latent_codes = 0)")
-        return logits, self.code_head(h.flatten(1))
+        return logits, self.code_head(h.flatten(1)).float()
 
 
 def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -234,12 +235,13 @@ def augment_images(images: torch.Tensor, kind: str) -> torch.Tensor:
     transforms, so the discriminator cannot memorize a few thousand frames, while the
     generator, whose gradient flows through the transforms, still learns unaltered
     frames. `translation` shifts each image by up to 1/8 of its size, filling with
-    zeros (mid-grey); `cutout` then blanks a random square of half its size."""
+    zeros (mid-grey); `cutout` then blanks a random square of half its size; `color`
+    first moves each image's brightness, saturation and contrast at random."""
     if kind == "none":
         return images
     if kind not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {kind!r}")
-    out = _translate(images, 0.125)
+    out = _translate(_color(images) if "color" in kind else images, 0.125)
     if "cutout" in kind:
         out = _cutout(out, 0.5)
     return out
@@ -255,6 +257,19 @@ def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
     cols = torch.arange(w, device=x.device).view(1, 1, w) + dx
     batch = torch.arange(b, device=x.device).view(b, 1, 1)
     return padded[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def _color(x: torch.Tensor) -> torch.Tensor:
+    """DiffAugment's colour transforms on [-1, 1] images: brightness + U(-0.5, 0.5),
+    saturation x U(0, 2) about each pixel's grey, contrast x U(0.5, 1.5) about the
+    image's mean."""
+    b = x.shape[0]
+    u = torch.rand(3, b, 1, 1, 1, device=x.device, dtype=x.dtype)
+    x = x + (u[0] - 0.5)
+    grey = x.mean(dim=1, keepdim=True)
+    x = (x - grey) * (u[1] * 2) + grey
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (u[2] + 0.5) + mean
 
 
 def _cutout(x: torch.Tensor, ratio: float) -> torch.Tensor:

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from dqn.schema import ConfigRoot, JobRunConfig, ScalingSection, opt
+from dqn.schema import PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, opt
 from dqn.errors import UserError
 from dqn.frames import FramePlan, check_games
 
 
-AUGMENTATIONS = ("none", "translation", "translation,cutout")  # see dqn.gan.augment_images
+AUGMENTATIONS = ("none", "translation", "translation,cutout",  # see dqn.gan.augment_images
+                 "color,translation")
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,18 @@ class GanTrainConfig:
     batch_size: int = opt(64, "images per update over all workers (split evenly)", lo=1)
     lr_g: float = opt(2e-4, "generator Adam step size (DCGAN)", lo=0.0)
     lr_d: float = opt(2e-4, "discriminator Adam step size (DCGAN)", lo=0.0)
+    lr_decay_start: float = opt(1.0, "share of the run's generator updates after which "
+                                "both step sizes fall linearly to 0 at the last update "
+                                "(pix2pix, CycleGAN: settles the game's late swings); "
+                                "1: constant", lo=0.0, hi=1.0)
     beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5 steadies the game)", lo=0.0, hi=1.0)
     g_loss: str = opt("non_saturating", "non_saturating: G minimizes -log D(G(z)); "
                       "minimax: G minimizes log(1 - D(G(z))) (Goodfellow et al. 2014)",
                       choices=("non_saturating", "minimax"))
     augment: str = opt("none", "differentiable augmentation of every image D sees, real "
                        "or fake (DiffAugment): translation shifts by up to 1/8 of the "
-                       "size; cutout also blanks a random half-size square",
+                       "size; cutout also blanks a random half-size square; color first "
+                       "moves brightness, saturation and contrast at random",
                        choices=AUGMENTATIONS)
     r1_gamma: float = opt(0.0, "weight of the R1 penalty gamma/2 E||grad D(x)||^2 on real "
                           "frames (Mescheder et al. 2018); 0 turns it off", lo=0.0)
@@ -85,6 +91,11 @@ class GanTrainConfig:
     ema_decay: float = opt(0.999, "samples, scores and `gan sample` use an exponential "
                            "moving average of the generator's weights with this decay per "
                            "update; 0 uses the live generator", lo=0.0, hi=0.99999)
+    precision: str = opt("auto", "float32, or bfloat16: both networks' training passes "
+                         "under bfloat16 autocast (weights, Adam, the losses and every "
+                         "sample and score stay float32; 1.8x the updates/s on an AMD "
+                         "EPYC, docs/gan.md); auto: bfloat16 on a CPU with AMX tiles or "
+                         "AVX-512 BF16, float32 elsewhere and on GPUs", choices=PRECISIONS)
     log_every_updates: int = opt(20, "generator updates between metric rows", lo=1)
     grid_images: int = opt(64, "images in the per-epoch sample grid (fixed noise)", lo=1)
 

@@ -1,0 +1,105 @@
+"""How the GAN job trains: its training passes in bfloat16 and channels-last memory, and
+the step sizes' linear decay (the networks and the job itself: test_gan.py)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from dqn.gan import Discriminator, GanParts, Generator, adam, train_step
+from dqn.gan_config import GanConfig, GanModelConfig, GanTrainConfig
+from dqn.precision import bfloat16_passes
+from learner.gan_job import learning_rate_scale, set_step_sizes
+
+
+def _parts(seed: int, channels_last: bool) -> GanParts:
+    torch.manual_seed(seed)
+    cfg = GanModelConfig(latent_size=8, g_width=8, d_width=8, latent_codes=2)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    if channels_last:
+        g, d = (m.to(memory_format=torch.channels_last) for m in (g, d))
+    return GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+
+
+def _step(parts: GanParts, bf16: bool, channels_last: bool):
+    torch.manual_seed(1)
+    real = torch.rand(8, 3, 16, 16) * 2 - 1
+    if channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return train_step(parts, real, torch.randint(2, (8,)), 8, "non_saturating",
+                          "translation", 0.0, 2, 1.0)
+
+
+def test_a_bfloat16_channels_last_step_tracks_the_float32_one_and_keeps_float32_weights():
+    plain, fast = _parts(0, False), _parts(0, True)
+    start = {net: [p.detach().clone() for p in getattr(plain, net).parameters()]
+             for net in ("generator", "discriminator")}
+    ref, got = _step(plain, False, False), _step(fast, True, True)
+    # D's losses and outputs come before any update: bfloat16's 3 digits. The G step
+    # follows D's first Adam step (+-lr on every weight, whatever the gradient's size),
+    # so there the two runs may differ more: the code loss most, read by the new head.
+    for a, b, rel in zip(ref, got, (0.01, 0.05, 0.01, 0.01, 0.15)):
+        assert b == pytest.approx(a, rel=rel)
+    for net, before in start.items():
+        agree = total = 0
+        for p, q, b in zip(getattr(plain, net).parameters(), getattr(fast, net).parameters(),
+                           before):
+            assert q.dtype == torch.float32 and q.grad.dtype == torch.float32
+            agree += int(((p.detach() - b).sign() == (q.detach() - b).sign()).sum())
+            total += b.numel()
+        # both steps went the same way (a random direction would agree half the time)
+        assert agree / total > 0.75, (net, agree / total)
+    conv = fast.generator.net[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_gan_takes_bfloat16_on_avx512_bf16_where_the_lm_does_not(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    for avx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx)
+        assert bfloat16_passes("auto", cpu, avx512_bf16=True) is avx
+        assert bfloat16_passes("auto", cpu) is False
+        assert bfloat16_passes("float32", cpu, avx512_bf16=True) is False
+    assert bfloat16_passes("auto", torch.device("cuda"), avx512_bf16=True) is False
+    assert GanTrainConfig().precision == "auto"
+
+
+def test_step_sizes_hold_then_fall_linearly_to_zero():
+    t = dataclasses.replace(GanTrainConfig(), lr_decay_start=0.5, lr_g=2e-4, lr_d=4e-4)
+    scales = [learning_rate_scale(t, u, 100) for u in (0, 49, 50, 75, 99, 100)]
+    assert scales == pytest.approx([1, 1, 1, 0.5, 0.02, 0])
+    assert learning_rate_scale(GanTrainConfig(), 99, 100) == 1.0  # default: constant
+    parts = _parts(0, False)
+    set_step_sizes(parts, t, 0.5)
+    assert parts.opt_g.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert parts.opt_d.param_groups[0]["lr"] == pytest.approx(2e-4)
+
+
+def test_the_decay_start_is_checked():
+    from dqn.errors import UserError
+    from dqn.schema import load_config
+
+    with pytest.raises(UserError, match="lr_decay_start"):
+        load_config("conditional", ("train.lr_decay_start=1.5",), GanConfig)
+
+
+def test_colour_augmentation_moves_brightness_saturation_and_contrast_per_image():
+    from dqn.gan import _color, augment_images
+
+    torch.manual_seed(0)
+    flat = torch.full((64, 3, 8, 8), 0.25)
+    out = _color(flat)  # a grey, uniform image keeps its saturation and contrast
+    shift = out[:, 0, 0, 0] - 0.25
+    assert torch.allclose(out, (0.25 + shift).view(-1, 1, 1, 1).expand_as(out), atol=1e-6)
+    assert shift.abs().max() <= 0.5 and shift.std() > 0.2  # U(-0.5, 0.5), per image
+    red = torch.zeros(64, 3, 8, 8)
+    red[:, 0] = 1.0
+    spread = _color(red).std(dim=(1, 2, 3))  # saturation and contrast scale colour apart
+    assert spread.min() < 0.5 * red[0].std() < spread.max()
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    moved = augment_images(x, "color,translation")
+    assert moved.shape == x.shape
+    moved.sum().backward()
+    assert x.grad.abs().sum() > 0
