@@ -74,7 +74,8 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
         return
     loader, sampler = _loader(cfg, train)
     lead = _Lead(cfg, files, heldout, resumed=state is not None) if rank() == 0 else None
-    progress = Progress(cfg.train.epochs * len(loader), "G updates", start=updates)
+    total = cfg.train.epochs * len(loader)  # generator updates of the whole run
+    progress = Progress(total, "G updates", start=updates)
     device = ray.train.torch.get_device()
     t = cfg.train
     bf16 = bfloat16_passes(t.precision, device, avx512_bf16=True)
@@ -87,7 +88,7 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
         sums, count, t0 = np.zeros(len(StepStats._fields)), 0, time.monotonic()
         for images, labels in loader:
             r1 = t.r1_gamma * t.r1_every if updates % t.r1_every == 0 else 0.0
-            scale = learning_rate_scale(t, updates, progress.total)
+            scale = learning_rate_scale(t, updates, total)
             set_step_sizes(parts, t, scale)
             real = to_unit(images.to(device)).contiguous(memory_format=torch.channels_last)
             with passes:
