@@ -67,7 +67,10 @@ class Discriminator(nn.Module):
         self.embed = (nn.Embedding(num_classes, image_size * image_size) if cfg.conditional
                       else None)
         channels = [cfg.d_width * 2 ** i for i in range(n)]  # e.g. w 2w 4w 8w
-        fan_in = 3 + (1 if cfg.conditional else 0)
+        # PacGAN (Lin et al. 2018): D judges `pack` images of one label at a time, their
+        # channels stacked, so a generator that draws one frame per label is caught.
+        self.pack = cfg.pack
+        fan_in = (3 + (1 if cfg.conditional else 0)) * cfg.pack
         layers: list[nn.Module] = [nn.Conv2d(fan_in, channels[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
@@ -80,8 +83,8 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         # InfoGAN's Q head: reads the first latent_codes noise dimensions back from the
         # 4x4 features of a generated image (see train_step).
-        self.code_head = (nn.Linear(channels[-1] * 16, cfg.latent_codes) if cfg.latent_codes
-                          else None)
+        self.code_head = (nn.Linear(channels[-1] * 16, cfg.latent_codes * cfg.pack)
+                          if cfg.latent_codes else None)
         self.apply(_dcgan_init)
         if cfg.d_norm == "spectral":
             # Miyato et al. 2018: every conv's weight divided by its largest singular
@@ -92,10 +95,15 @@ class Discriminator(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 codes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """One logit per image; with `codes`, also the code head's reading of it."""
+        """One logit per image (per pack of `pack` consecutive images: the caller groups
+        them by label, see `pack_order`); with `codes`, also the code head's reading of
+        every image."""
         if self.embed is not None:
             size = self.image_size
             images = torch.cat([images, self.embed(labels).view(-1, 1, size, size)], dim=1)
+        if self.pack > 1:
+            images = images.reshape(-1, self.pack * images.shape[1], *images.shape[2:])
+            labels = None if labels is None else labels[::self.pack]
         h = self.net[:-1](images)
         if self.minibatch_std:
             # Karras et al. 2018: the batch's spread as a feature, so a generator that
@@ -109,7 +117,7 @@ class Discriminator(nn.Module):
             return logits
         if self.code_head is None:
             raise ValueError("this discriminator has no code head (model.latent_codes = 0)")
-        return logits, self.code_head(h.flatten(1)).float()
+        return logits, self.code_head(h.flatten(1)).float().reshape(-1, self.code_head.out_features // self.pack)
 
 
 def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -175,8 +183,8 @@ class GanParts(NamedTuple):
 
 def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
                latent_size: int, g_loss: str, augment: str = "none",
-               r1_weight: float = 0.0, codes: int = 0, code_weight: float = 1.0
-               ) -> StepStats:
+               r1_weight: float = 0.0, codes: int = 0, code_weight: float = 1.0,
+               pack: int = 1) -> StepStats:
     """One discriminator update, then one generator update, on a batch in [-1, 1].
 
     `augment` names the differentiable augmentation applied to every image the
@@ -188,6 +196,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     `code_weight` times the mean squared error joins both losses (InfoGAN's
     continuous codes, Chen et al. 2016): the generator must draw its noise visibly."""
     g, d, opt_g, opt_d = parts
+    if pack > 1 and labels is not None:  # D's packs hold images of one label
+        order = labels.argsort(stable=True)
+        real, labels = real[order], labels[order]
     z = torch.randn(real.shape[0], latent_size, device=real.device)
     fake = g(z, labels)
     # D step: real and fake in separate batches, so batch norm never mixes them (DCGAN).

@@ -57,6 +57,9 @@ class GanModelConfig:
                               "discriminator's last layer (Karras et al. 2018), against "
                               "mode collapse; conditional: the spread among each "
                               "sample's own label")
+    pack: int = opt(1, "images the discriminator judges together, channels stacked, "
+                    "all of one label (PacGAN, Lin et al. 2018): a generator that draws "
+                    "one frame per label is easy to catch; 1: off", lo=1)
     latent_codes: int = opt(0, "noise dimensions the discriminator must read back from "
                             "a generated image (InfoGAN's continuous codes, Chen et al. "
                             "2016), so the generator cannot ignore its noise; 0: off", lo=0)
@@ -65,6 +68,11 @@ class GanModelConfig:
 @dataclass(frozen=True)
 class GanTrainConfig:
     epochs: int = opt(20, "passes over the training frames", lo=1)
+    budget_minutes: float | None = opt(None, "stop before train.epochs when the next "
+                                       "epoch would end past this many minutes of "
+                                       "training (summed over resumes; the step-size "
+                                       "decay follows the shortened plan); null: no "
+                                       "clock limit", lo=0.0)
     batch_size: int = opt(64, "images per update over all workers (split evenly)", lo=1)
     lr_g: float = opt(2e-4, "generator Adam step size (DCGAN)", lo=0.0)
     lr_d: float = opt(2e-4, "discriminator Adam step size (DCGAN)", lo=0.0)
@@ -107,6 +115,10 @@ class GanQualityConfig:
     classifier_width: int = opt(16, "channels of the classifier's first conv", lo=1)
     samples: int = opt(1000, "generated images scored per evaluation, and frames in "
                        "each held-out half (capped by half the held-out frames)", lo=8)
+    keep_best: bool = opt(True, "keep the generator of the evaluated epoch whose "
+                          "samples are closest (CFD) to held-out half A; `gan sample` "
+                          "and `gan score` use it (--last: the last epoch's), and its "
+                          "numbers on half B are printed beside the last epoch's")
     every_epochs: int = opt(1, "epochs between quality evaluations (the last always "
                             "runs)", lo=1)
 
@@ -131,6 +143,10 @@ class GanConfig(ConfigRoot):
         if self.model.latent_codes > self.model.latent_size:
             raise UserError(f"config model.latent_codes = {self.model.latent_codes} exceeds "
                             f"model.latent_size = {self.model.latent_size}")
+        per_worker = self.train.batch_size // max(1, self.ray.num_workers)
+        if per_worker % self.model.pack:
+            raise UserError(f"config model.pack = {self.model.pack} must divide the batch "
+                            f"per worker ({per_worker} = train.batch_size / ray.num_workers)")
         if self.train.batch_size % self.ray.num_workers:
             raise UserError(f"config train.batch_size = {self.train.batch_size} must be a "
                             f"multiple of ray.num_workers = {self.ray.num_workers}")

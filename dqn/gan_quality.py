@@ -172,6 +172,12 @@ class Judge:
         return Quality(self.heldout_accuracy, cond, frechet_distance(feats, self.feats_b),
                        self.baseline, spread)
 
+    def selection_cfd(self, generated: torch.Tensor) -> float:
+        """The CFD of samples drawn for half A's games (as many as it holds) to half A:
+        the number a run picks its best generator by, so that the one it reports, on
+        half B, is not the luckiest of many draws against B itself."""
+        return frechet_distance(predict(self.model, generated)[0], self.feats_a)
+
 
 def references(judge: Judge, train: FrameSet, seed: int) -> dict[str, float]:
     """The CFD to half B of frame sets made from real frames, each with B's games: the

@@ -3,7 +3,8 @@
     raydqn gan data   [--preset P] [section.key=value ...]
     raydqn gan train  [--preset P] [--address ADDR] [section.key=value ...]
     raydqn gan sample RUN_DIR|STATE.pt [--game pong] [--n 64] [--out grid.png] [--seed 0]
-    raydqn gan score  RUN_DIR|STATE.pt
+                      [--last]
+    raydqn gan score  RUN_DIR|STATE.pt [--last]
     raydqn gan calibrate [--preset P] [section.key=value ...]
 
 Everything the user can get wrong (config, game, image folder, checkpoint) is checked
@@ -49,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, default=0, help="noise seed")
     score = cmds.add_parser("score", help="quality numbers of a checkpoint (JSON)")
     score.add_argument("checkpoint", metavar="RUN_DIR_OR_STATE")
+    for p in (sample, score):
+        p.add_argument("--last", action="store_true", help="the last epoch's generator "
+                       "instead of the one the run kept as its best (quality.keep_best)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(json.dumps(train(cfg, files)))
     elif args.gan_command == "sample":
-        print(sample(Path(args.checkpoint), args.game, args.n, Path(args.out), args.seed))
+        print(sample(Path(args.checkpoint), args.game, args.n, Path(args.out), args.seed,
+                     args.last))
     else:
-        print(json.dumps(score(Path(args.checkpoint))))
+        print(json.dumps(score(Path(args.checkpoint), args.last)))
     return 0
 
 
@@ -98,12 +103,14 @@ def prepare(cfg: GanConfig, progress: bool = True) -> DataFiles:
 
 def train(cfg: GanConfig, files: DataFiles) -> dict[str, float]:
     """Run the job; the last reported metrics (quality included), printed as a line."""
-    from learner.gan_job import format_quality, make_train_fn
+    from learner.gan_job import format_best, format_quality, make_train_fn
     from learner.train_job import run_job
 
     result = run_job(make_train_fn(files), cfg)
     metrics = dict(result.metrics or {})
     print(f"final quality: {format_quality(metrics)}", flush=True)
+    if "best/epoch" in metrics:
+        print(f"kept generator: {format_best(metrics)}", flush=True)
     return metrics
 
 
@@ -119,7 +126,10 @@ def calibrate(cfg: GanConfig, files: DataFiles) -> dict[str, dict[str, float]]:
             for name, cfd in references(judge, train_frames, cfg.run.seed).items()}
 
 
-def _load_gan(path: Path) -> tuple[GanConfig, Generator, dict]:
+def _load_gan(path: Path, last: bool = False) -> tuple[GanConfig, Generator, dict]:
+    """The run's config, its generator (the kept best one unless `last` or the run
+    kept none; else the moving average of the weights when the run kept one, else the
+    live weights) and the checkpoint state, with `state["drawn_epoch"]` set."""
     from dqn.checkpoint import load_weights
     from dqn.schema import build_config
     from dqn.gan import Generator
@@ -132,12 +142,16 @@ def _load_gan(path: Path) -> tuple[GanConfig, Generator, dict]:
                         f"not the GAN")
     cfg = build_config(state["config"], GanConfig)
     g = Generator(cfg.model, cfg.data.image_size, len(state["names"]))
-    # The moving average of the generator's weights when the run kept one.
-    load_weights(g, state.get("generator_ema", state["generator"]), path)
+    weights = state.get("generator_ema", state["generator"])
+    state["drawn_epoch"] = state["epoch"]
+    if not last and "generator_best" in state:
+        weights, state["drawn_epoch"] = state["generator_best"], state["best"]["epoch"]
+    load_weights(g, weights, path)
     return cfg, g.eval(), state
 
 
-def sample(path: Path, game: str | None, n: int, out: Path, seed: int) -> Path:
+def sample(path: Path, game: str | None, n: int, out: Path, seed: int,
+           last: bool = False) -> Path:
     import numpy as np
     import torch
 
@@ -148,7 +162,7 @@ def sample(path: Path, game: str | None, n: int, out: Path, seed: int) -> Path:
         raise UserError(f"--n {n} must be at least 1")
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {str(out)!r} must name a .png file")
-    cfg, g, state = _load_gan(path)
+    cfg, g, state = _load_gan(path, last)
     names = tuple(state["names"])
     if game is not None and not cfg.model.conditional:
         raise UserError(f"--game {game!r}: this model is unconditional (it draws every "
@@ -165,13 +179,14 @@ def sample(path: Path, game: str | None, n: int, out: Path, seed: int) -> Path:
     return write_png(image_grid(images, columns=int(np.ceil(np.sqrt(n)))), out)
 
 
-def score(path: Path) -> dict[str, float]:
-    """The quality numbers for a checkpoint, judged on its own held-out frames."""
+def score(path: Path, last: bool = False) -> dict[str, float]:
+    """The quality numbers of a checkpoint's generator (see `_load_gan`), judged on its
+    own held-out frames; `drawn_epoch` names the epoch whose weights were scored."""
     from dqn.frames import load_frames, split_heldout
     from dqn.gan_quality import Judge, load_judge
     from learner.gan_job import score_generator
 
-    cfg, g, state = _load_gan(path)
+    cfg, g, state = _load_gan(path, last)
     files = state["files"]
     for kind in ("frames", "judge"):
         if not Path(files[kind]).is_file():
@@ -182,4 +197,5 @@ def score(path: Path) -> dict[str, float]:
     judge = Judge(load_judge(Path(files["judge"])), heldout, cfg.run.seed,
                   cfg.quality.samples)
     quality = score_generator(cfg, judge, g)
-    return {"epoch": state["epoch"], "g_updates": state["g_updates"], **quality.metrics()}
+    return {"epoch": state["epoch"], "g_updates": state["g_updates"],
+            "drawn_epoch": state["drawn_epoch"], **quality.metrics()}

@@ -31,7 +31,8 @@ from dqn.gan_config import GanConfig, GanTrainConfig
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from dqn.precision import bfloat16_passes
 from dqn.process import torch_process
-from learner.train_job import Progress, rank, report, restore, run_dir_of, world_size
+from learner.train_job import (Progress, all_max, rank, report, restore, run_dir_of,
+                               world_size)
 
 STEP_KEY = "global/g_updates"
 
@@ -69,21 +70,23 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
     state = restore()
     parts, epoch, updates = _build(cfg, len(train.names), state)
     ema = _averaged(cfg, parts, state, updates)
-    if epoch >= cfg.train.epochs:  # already trained: hand back the last numbers
+    t = cfg.train
+    seconds = state.get("train_seconds", 0.0) if state is not None else 0.0
+    planned = planned_epochs(t, epoch, seconds)
+    if epoch >= planned:  # already trained: hand back the last numbers
         report(state["last_metrics"])
         return
     loader, sampler = _loader(cfg, train)
-    lead = _Lead(cfg, files, heldout, resumed=state is not None) if rank() == 0 else None
-    total = cfg.train.epochs * len(loader)  # generator updates of the whole run
+    lead = _Lead(cfg, files, heldout, state) if rank() == 0 else None
+    total = planned * len(loader)  # generator updates of the whole run, as planned now
     progress = Progress(total, "G updates", start=updates)
     device = ray.train.torch.get_device()
-    t = cfg.train
     bf16 = bfloat16_passes(t.precision, device, avx512_bf16=True)
     passes = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     if lead is not None:
         print(f"[gan] training passes in {'bfloat16' if bf16 else 'float32'} on {device} "
               f"(train.precision={t.precision})", flush=True)
-    while epoch < cfg.train.epochs:
+    while epoch < planned:
         sampler.set_epoch(epoch)
         sums, count, t0 = np.zeros(len(StepStats._fields)), 0, time.monotonic()
         for images, labels in loader:
@@ -95,7 +98,7 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
                 stats = train_step(parts, real,
                                    labels.to(device) if cfg.model.conditional else None,
                                    cfg.model.latent_size, t.g_loss, t.augment, r1,
-                                   cfg.model.latent_codes, t.code_weight)
+                                   cfg.model.latent_codes, t.code_weight, cfg.model.pack)
             updates += 1
             if ema is not None:
                 ema.update(_unwrap(parts.generator))
@@ -106,17 +109,34 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
         epoch += 1
         metrics = {"epoch": epoch, "g_updates": updates,
                    "charts/epoch_seconds": time.monotonic() - t0}
+        # The budget's plan, from the slowest rank's clock, so every rank agrees.
+        planned = planned_epochs(t, epoch, seconds + all_max(time.monotonic() - t0))
+        progress.total = total = planned * len(loader)
         saved = None
         if lead is not None:
             drawer = (ema.ready(seed=cfg.run.seed) if ema is not None
                       else _unwrap(parts.generator))
-            metrics.update(lead.end_epoch(epoch, updates, drawer))
+            metrics.update(lead.end_epoch(epoch, updates, drawer, last=epoch >= planned))
+            seconds_now = seconds + time.monotonic() - t0
             saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
+            saved["train_seconds"] = seconds_now
             if ema is not None:
                 saved["generator_ema"] = ema.model.state_dict()
+            saved.update(lead.best_state())
         report(metrics, saved)
+        seconds += all_max(time.monotonic() - t0)  # the whole epoch: scores and report too
     if lead is not None:
         lead.close()
+
+
+def planned_epochs(t: GanTrainConfig, epoch: int, seconds: float) -> int:
+    """The epochs the run will have trained when it stops, after `epoch` epochs in
+    `seconds`: train.epochs, or fewer where train.budget_minutes runs out first (no
+    epoch is started that would not end within the budget at the pace so far)."""
+    if t.budget_minutes is None or epoch == 0:
+        return t.epochs
+    fit = epoch + int((t.budget_minutes * 60 - seconds) // (seconds / epoch))
+    return max(epoch, min(t.epochs, fit))
 
 
 def _build(cfg: GanConfig, classes: int, state: dict | None) -> tuple[GanParts, int, int]:
@@ -200,12 +220,17 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
 class _Lead:
     """Rank 0's side jobs: metrics, sample grids, quality numbers."""
 
-    def __init__(self, cfg: GanConfig, files: DataFiles, heldout: FrameSet, resumed: bool):
+    def __init__(self, cfg: GanConfig, files: DataFiles, heldout: FrameSet,
+                 state: dict | None):
         from dqn.metrics import MetricLogger
 
         self.cfg, self.run_dir = cfg, run_dir_of(cfg)
         self.logger = MetricLogger(self.run_dir, cfg.to_dict(), group="gan", job_type="gan",
-                                   name=cfg.run.name, resume=resumed, step_key=STEP_KEY)
+                                   name=cfg.run.name, resume=state is not None,
+                                   step_key=STEP_KEY)
+        # The best generator so far by its CFD to held-out half A (quality.keep_best).
+        self.best: dict | None = (state or {}).get("best")
+        self.best_weights: dict | None = (state or {}).get("generator_best")
         self.judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed,
                            cfg.quality.samples)
         self.names = heldout.names
@@ -221,20 +246,37 @@ class _Lead:
         self.logger.log(updates, row)
         progress.update(updates, row)
 
-    def end_epoch(self, epoch: int, updates: int, g: torch.nn.Module) -> dict[str, float]:
+    def end_epoch(self, epoch: int, updates: int, g: torch.nn.Module, last: bool
+                  ) -> dict[str, float]:
         images = generate(g, self.grid_z, self.grid_labels).numpy()
         png = write_png(image_grid(images, columns=_grid_columns(len(images))),
                         self.run_dir / "samples" / f"epoch_{epoch:03d}.png")
         caption = (" / ".join(self.names) + " (rows in that order)"
                    if self.cfg.model.conditional else "unconditional samples")
         self.logger.log_image(updates, "samples", png, caption)
-        last = epoch == self.cfg.train.epochs
         if epoch % self.cfg.quality.every_epochs and not last:
             return {}
-        quality = score_generator(self.cfg, self.judge, g)
-        self.logger.log(updates, {"epoch": epoch, **quality.metrics()})
-        print(f"[epoch {epoch}] {format_quality(quality.metrics())}", flush=True)
-        return quality.metrics()
+        metrics = score_generator(self.cfg, self.judge, g).metrics()
+        if self.cfg.quality.keep_best:
+            metrics.update(self._select(epoch, g, metrics))
+        self.logger.log(updates, {"epoch": epoch, **metrics})
+        print(f"[epoch {epoch}] {format_quality(metrics)}", flush=True)
+        return metrics
+
+    def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float]
+                ) -> dict[str, float]:
+        """Keep `g` when its samples are the closest yet to half A; the best epoch's
+        numbers (scored on half B, which took no part in the choice) as `best/...`."""
+        chosen = selection_cfd(self.cfg, self.judge, g)
+        if self.best is None or chosen < self.best["selection_cfd"]:
+            self.best = {"epoch": epoch, "selection_cfd": chosen, "metrics": dict(metrics)}
+            self.best_weights = {k: v.detach().clone() for k, v in g.state_dict().items()}
+        return {"quality/selection_cfd": chosen, **best_metrics(self.best)}
+
+    def best_state(self) -> dict:
+        if self.best is None:
+            return {}
+        return {"best": self.best, "generator_best": self.best_weights}
 
     def close(self) -> None:
         self.logger.close()
@@ -251,6 +293,23 @@ def score_generator(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> Quality
     return judge.score(generate(g, z, torch.from_numpy(labels)), labels)
 
 
+def selection_cfd(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> float:
+    """The CFD to held-out half A of samples drawn for A's games from noise of its own
+    (seed + 2): what the best generator of a run is chosen by."""
+    labels = judge.labels_a
+    gen = torch.Generator().manual_seed(cfg.run.seed + 2)
+    z = torch.randn(len(labels), cfg.model.latent_size, generator=gen)
+    return judge.selection_cfd(generate(g, z, torch.from_numpy(labels)
+                                        if cfg.model.conditional else None))
+
+
+def best_metrics(best: dict) -> dict[str, float]:
+    """The kept generator's epoch and its quality numbers, under `best/`."""
+    return {"best/epoch": best["epoch"], "best/selection_cfd": best["selection_cfd"],
+            **{f"best/{k}": v for k, v in best["metrics"].items()
+               if k.startswith("quality/")}}
+
+
 def _grid_columns(n: int) -> int:
     return max(1, int(np.ceil(np.sqrt(n))))
 
@@ -265,4 +324,18 @@ def format_quality(metrics: dict[str, float]) -> str:
     spreads = [f"{key.removeprefix('spread/real/')} {real:.3f}/"
                f"{metrics[key.replace('/real/', '/generated/')]:.3f}"
                for key, real in metrics.items() if key.startswith("spread/real/")]
-    return line + (f"  pixel spread real/samples: {', '.join(spreads)}" if spreads else "")
+    line += f"  pixel spread real/samples: {', '.join(spreads)}" if spreads else ""
+    if "quality/selection_cfd" in metrics:
+        line += (f"  CFD to half A {metrics['quality/selection_cfd']:.4g}"
+                 f" (best: epoch {int(metrics['best/epoch'])})")
+    return line
+
+
+def format_best(metrics: dict[str, float]) -> str:
+    """The kept generator's line: its epoch, what chose it, its numbers on half B."""
+    return (f"epoch {int(metrics['best/epoch'])}, chosen by its CFD to held-out half A "
+            f"({metrics['best/selection_cfd']:.4g}); on half B: CFD "
+            f"{metrics['best/quality/cfd']:.4g}, CFD / real-vs-real "
+            f"{metrics['best/quality/cfd_ratio']:.4g}"
+            + (f", conditional acc {metrics['best/quality/conditional_acc']:.4g}"
+               if "best/quality/conditional_acc" in metrics else ""))

@@ -38,8 +38,8 @@ from dqn.lm_config import LMConfig
 from dqn.metrics import MetricLogger
 from dqn.precision import training_dtype
 from dqn.process import torch_process
-from learner.train_job import (check_resume, rank, report, restore, run_dir_of, run_job,
-                                world_size)
+from learner.train_job import (all_max, check_resume, rank, report, restore, run_dir_of,
+                               run_job, world_size)
 
 JOB = "lm"
 STEP_KEY = "global/train_tokens"
@@ -161,7 +161,7 @@ class Loop:
             c = self.counters
             c.updates, c.train_bytes = c.updates + 1, c.train_bytes + step.bytes * self.world
             c.cursor = self.tbptt.streams.cursor
-            c.seconds = _all_max(time.monotonic() - start)
+            c.seconds = all_max(time.monotonic() - start)
             self._add(step.loss_nats * step.bytes, step.bytes, took)
             if c.updates % self.t.log_every_updates == 0:
                 self._log(step.grad_norm, progress)
@@ -247,11 +247,3 @@ def _all_sum(values: list[float]) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=get_device())
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
-
-
-def _all_max(value: float) -> float:
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=get_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor)

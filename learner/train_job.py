@@ -79,6 +79,18 @@ def world_size() -> int:
     return ray.train.get_context().get_world_size()
 
 
+def all_max(value: float) -> float:
+    """The largest `value` over the ranks (itself with one worker): one clock for all."""
+    import torch.distributed as dist
+    from ray.train.torch import get_device
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=get_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor)
+
+
 def restore() -> dict | None:
     """The state saved by the latest `report(..., state)` of this run, or None."""
     checkpoint = ray.train.get_checkpoint()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from dqn.schema import load_config, preset_names
@@ -289,8 +290,6 @@ def test_frames_from_a_dqn_checkpoint_and_its_game_check(tmp_path):
 
 
 def test_image_folder_labels_by_sub_folder(tmp_path):
-    from PIL import Image
-
     for name, colour in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
         (tmp_path / name).mkdir()
         for i in range(2):
@@ -363,7 +362,8 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
     monkeypatch.chdir(tmp_path)  # relative folders are the caller's, not the workers'
     out = ["run.out_dir=runs", "data.cache_dir=data"]
     # 2 games x 32 training frames, batch 8 -> 8 generator updates per epoch
-    assert main(["gan", "train", *TINY, *out, "train.epochs=1"]) == 0
+    # a budget of 0 minutes: the first epoch shows the next would not fit, so it is last
+    assert main(["gan", "train", *TINY, *out, "train.epochs=5", "train.budget_minutes=0"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["epoch"] == 1 and first["g_updates"] == 8
     assert first["quality/classifier_heldout_acc"] >= 0.5
@@ -385,11 +385,15 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
     assert main(["gan", "sample", str(run), "--game", "breakout", "--n", "9",
                  "--out", str(grid)]) == 0
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from PIL import Image
-
     assert Image.open(grid).size == (2 + 3 * 18, 2 + 3 * 18)  # 3x3 tiles of 16 + 2
     one_line_error(capsys, ["gan", "sample", str(run), "--game", "seaquest"],
                    "'seaquest'", "pong, breakout")
-    assert main(["gan", "score", str(run)]) == 0
-    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert scored["quality/cfd"] == pytest.approx(second["quality/cfd"])
+    chosen = [r["quality/selection_cfd"] for r in map(json.loads, (
+        run / "metrics.jsonl").read_text().splitlines()) if "quality/selection_cfd" in r]
+    # the kept generator: the epoch closest to half A, carried across the resume
+    assert first["best/epoch"] == 1 and second["best/epoch"] == 1 + np.argmin(chosen)
+    for flag, epoch, cfd in ((["--last"], 2, second["quality/cfd"]), ([], second[
+            "best/epoch"], second["best/quality/cfd"])):  # the kept one by default
+        assert main(["gan", "score", str(run), *flag]) == 0
+        scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert scored["drawn_epoch"] == epoch and scored["quality/cfd"] == pytest.approx(cfd)

@@ -103,3 +103,46 @@ def test_colour_augmentation_moves_brightness_saturation_and_contrast_per_image(
     assert moved.shape == x.shape
     moved.sum().backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_a_packed_discriminator_judges_images_of_one_label_together():
+    torch.manual_seed(0)
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, pack=2, latent_codes=2)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    assert d.net[0].in_channels == 2 * (3 + 1)        # two images, each with its label plane
+    x, y = torch.rand(6, 3, 16, 16) * 2 - 1, torch.tensor([0, 0, 1, 1, 0, 0])
+    logits, read = d(x, y, codes=True)
+    assert logits.shape == (3,) and read.shape == (6, 2)   # a logit a pair, codes per image
+    d.eval()
+    changed = x.clone()
+    changed[3] = -changed[3]                               # the second image of pair 1
+    moved = d(changed, y) != d(x, y)
+    assert moved.tolist() == [False, True, False]
+    d.train()
+    seen = []
+    d.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+    labels = torch.tensor([1, 0, 1, 0, 0, 1, 1, 0])
+    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, labels, 8, "non_saturating",
+               codes=2, pack=2)
+    # the step sorts the batch by label, so every pair D judges is of one game
+    assert len(seen) == 3 and all(torch.equal(s[::2], s[1::2]) for s in seen)
+
+
+def test_the_pack_must_divide_the_batch():
+    from dqn.errors import UserError
+    from dqn.schema import load_config
+
+    with pytest.raises(UserError, match="model.pack = 3"):
+        load_config("conditional", ("model.pack=3",), GanConfig)
+
+
+def test_a_budget_stops_before_the_epoch_that_would_not_fit():
+    from learner.gan_job import planned_epochs
+
+    t = GanTrainConfig(epochs=24, budget_minutes=10)
+    assert planned_epochs(t, 0, 0.0) == 24        # no pace yet
+    assert planned_epochs(t, 1, 30.0) == 20       # 30 s an epoch: 20 end within 600 s
+    assert planned_epochs(t, 1, 20.0) == 24       # a fast host: the epochs bind first
+    assert planned_epochs(t, 19, 590.0) == 19     # a 20th would end past the budget
+    assert planned_epochs(dataclasses.replace(t, budget_minutes=None), 5, 1e6) == 24
