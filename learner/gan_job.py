@@ -133,7 +133,7 @@ def planned_epochs(t: GanTrainConfig, epoch: int, seconds: float) -> int:
     """The epochs the run will have trained when it stops, after `epoch` epochs in
     `seconds`: train.epochs, or fewer where train.budget_minutes runs out first (no
     epoch is started that would not end within the budget at the pace so far)."""
-    if t.budget_minutes is None or epoch == 0:
+    if t.budget_minutes is None or epoch == 0 or seconds <= 0:  # no pace known yet
         return t.epochs
     fit = epoch + int((t.budget_minutes * 60 - seconds) // (seconds / epoch))
     return max(epoch, min(t.epochs, fit))

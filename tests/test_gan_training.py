@@ -142,6 +142,7 @@ def test_a_budget_stops_before_the_epoch_that_would_not_fit():
 
     t = GanTrainConfig(epochs=24, budget_minutes=10)
     assert planned_epochs(t, 0, 0.0) == 24        # no pace yet
+    assert planned_epochs(t, 5, 0.0) == 24        # nor from a checkpoint without a clock
     assert planned_epochs(t, 1, 30.0) == 20       # 30 s an epoch: 20 end within 600 s
     assert planned_epochs(t, 1, 20.0) == 24       # a fast host: the epochs bind first
     assert planned_epochs(t, 19, 590.0) == 19     # a 20th would end past the budget
