@@ -95,9 +95,9 @@ class Discriminator(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 codes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """One logit per image (per pack of `pack` consecutive images: the caller groups
-        them by label, see `pack_order`); with `codes`, also the code head's reading of
-        every image."""
+        """One logit per image (per pack of `pack` consecutive images: train_step sorts
+        a batch by label first); with `codes`, also the code head's reading of every
+        image."""
         if self.embed is not None:
             size = self.image_size
             images = torch.cat([images, self.embed(labels).view(-1, 1, size, size)], dim=1)
@@ -117,7 +117,8 @@ class Discriminator(nn.Module):
             return logits
         if self.code_head is None:
             raise ValueError("this discriminator has no code head (model.latent_codes = 0)")
-        return logits, self.code_head(h.flatten(1)).float().reshape(-1, self.code_head.out_features // self.pack)
+        read = self.code_head(h.flatten(1)).float()   # a pack's codes side by side
+        return logits, read.reshape(h.shape[0] * self.pack, -1)
 
 
 def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

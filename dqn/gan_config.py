@@ -143,13 +143,13 @@ class GanConfig(ConfigRoot):
         if self.model.latent_codes > self.model.latent_size:
             raise UserError(f"config model.latent_codes = {self.model.latent_codes} exceeds "
                             f"model.latent_size = {self.model.latent_size}")
-        per_worker = self.train.batch_size // max(1, self.ray.num_workers)
-        if per_worker % self.model.pack:
-            raise UserError(f"config model.pack = {self.model.pack} must divide the batch "
-                            f"per worker ({per_worker} = train.batch_size / ray.num_workers)")
         if self.train.batch_size % self.ray.num_workers:
             raise UserError(f"config train.batch_size = {self.train.batch_size} must be a "
                             f"multiple of ray.num_workers = {self.ray.num_workers}")
+        per_worker = self.train.batch_size // self.ray.num_workers
+        if per_worker % self.model.pack:
+            raise UserError(f"config model.pack = {self.model.pack} must divide the batch "
+                            f"per worker ({per_worker} = train.batch_size / ray.num_workers)")
 
     def frame_plan(self) -> FramePlan:
         d = self.data

@@ -286,21 +286,23 @@ def score_generator(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> Quality
     """The quality numbers of `g`, from the same noise every time (seed + 1), drawn for
     the same games as held-out half B, in its order (see dqn.gan_quality)."""
     labels = judge.labels_b
-    gen = torch.Generator().manual_seed(cfg.run.seed + 1)
-    z = torch.randn(len(labels), cfg.model.latent_size, generator=gen)
-    if not cfg.model.conditional:
-        return judge.score(generate(g, z, None), None)
-    return judge.score(generate(g, z, torch.from_numpy(labels)), labels)
+    return judge.score(_drawn(cfg, g, labels, cfg.run.seed + 1),
+                       labels if cfg.model.conditional else None)
 
 
 def selection_cfd(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> float:
     """The CFD to held-out half A of samples drawn for A's games from noise of its own
     (seed + 2): what the best generator of a run is chosen by."""
-    labels = judge.labels_a
-    gen = torch.Generator().manual_seed(cfg.run.seed + 2)
+    return judge.selection_cfd(_drawn(cfg, g, judge.labels_a, cfg.run.seed + 2))
+
+
+def _drawn(cfg: GanConfig, g: torch.nn.Module, labels: np.ndarray, seed: int
+           ) -> torch.Tensor:
+    """One sample per entry of `labels` (for those games when conditional; an
+    unconditional model picks its own), from noise seeded by `seed`."""
+    gen = torch.Generator().manual_seed(seed)
     z = torch.randn(len(labels), cfg.model.latent_size, generator=gen)
-    return judge.selection_cfd(generate(g, z, torch.from_numpy(labels)
-                                        if cfg.model.conditional else None))
+    return generate(g, z, torch.from_numpy(labels) if cfg.model.conditional else None)
 
 
 def best_metrics(best: dict) -> dict[str, float]:

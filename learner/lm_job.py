@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-from ray.train.torch import get_device, prepare_model
+from ray.train.torch import prepare_model
 
 from dqn.charlm import TBPTT, CharLM, bits_per_char, evaluate, learning_rate, sample
 from dqn.corpus import Corpus, Streams, load_corpus, shard
@@ -38,8 +37,8 @@ from dqn.lm_config import LMConfig
 from dqn.metrics import MetricLogger
 from dqn.precision import training_dtype
 from dqn.process import torch_process
-from learner.train_job import (all_max, check_resume, rank, report, restore, run_dir_of,
-                               run_job, world_size)
+from learner.train_job import (all_max, all_sum, check_resume, rank, report, restore,
+                               run_dir_of, run_job, world_size)
 
 JOB = "lm"
 STEP_KEY = "global/train_tokens"
@@ -188,7 +187,7 @@ class Loop:
         self.session = [self.session[0] + count, self.session[1] + seconds]
 
     def _log(self, grad_norm: float, progress: float) -> None:
-        nats, count, seconds = _all_sum(self.window)
+        nats, count, seconds = all_sum(self.window)
         self.window = [0.0, 0, 0.0]
         self.last_train_bpc = bits_per_char(nats, int(count))
         if self.logger is None:
@@ -206,7 +205,7 @@ class Loop:
               flush=True)
 
     def _validate(self) -> float:
-        nats, count = _all_sum(list(evaluate(self.core, self.val)))
+        nats, count = all_sum(list(evaluate(self.core, self.val)))
         val_bpc = bits_per_char(nats, int(count))
         self.last_val_bpc = val_bpc
         if self.logger is None:
@@ -238,12 +237,3 @@ class Loop:
         return {"job": JOB, "model_config": dataclasses.asdict(self.cfg.model),
                 "model": self.core.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "counters": dataclasses.asdict(self.counters), "corpus": self.cfg.corpus.paths}
-
-
-def _all_sum(values: list[float]) -> list[float]:
-    """Element-wise sum over the ranks (the values themselves with one worker)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=get_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor.tolist()

@@ -79,16 +79,25 @@ def world_size() -> int:
     return ray.train.get_context().get_world_size()
 
 
+def all_sum(values: list[float]) -> list[float]:
+    """Element-wise sum over the ranks (the values themselves with one worker)."""
+    return _all_reduce(values, "SUM")
+
+
 def all_max(value: float) -> float:
     """The largest `value` over the ranks (itself with one worker): one clock for all."""
+    return _all_reduce([value], "MAX")[0]
+
+
+def _all_reduce(values: list[float], op: str) -> list[float]:
     import torch.distributed as dist
     from ray.train.torch import get_device
 
     if not (dist.is_available() and dist.is_initialized()):
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=get_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor)
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=get_device())
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
+    return tensor.tolist()
 
 
 def restore() -> dict | None:
