@@ -69,8 +69,21 @@ class CharLM(nn.Module):
 
     def forward(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Logits (B, T, 256) for bytes (B, T) and the state after the last byte."""
-        outputs, state = self.rnn(self.embed(inputs), state)
+        embedded = self.embed(inputs)
+        if self.training and self.cfg.weight_drop > 0:
+            outputs, state = torch.func.functional_call(
+                self.rnn, self._dropped_recurrent_weights(), (embedded, state))
+        else:
+            outputs, state = self.rnn(embedded, state)
         return self.head(self.drop(outputs)), state
+
+    def _dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
+        """DropConnect (Wan et al. 2013; Merity et al. 2017's weight drop): each layer's
+        U (hidden-to-hidden) with a fresh mask for this pass, the same mask at every
+        time step, so the fused kernel runs unchanged; gradients reach the kept U."""
+        p = self.cfg.weight_drop
+        return {f"weight_hh_l{layer}": F.dropout(getattr(self.rnn, f"weight_hh_l{layer}"), p)
+                for layer in range(self.cfg.num_layers)}
 
 
 def parameter_count(cfg: ModelConfig) -> int:

@@ -3,8 +3,8 @@
 No image dataset can be downloaded here, but the emulator renders as many real game
 frames as we like. `build_frames` plays each game (random actions, or ε-greedy from
 one of our DQN checkpoints for that game), keeps every k-th env step's RGB screen
-resized to a square (cv2 INTER_AREA, the usual choice for shrinking), and labels it
-by game. The result is cached as one .npz keyed by every setting that changes it, so
+resized to a square (cv2 INTER_AREA, the usual choice for shrinking, or nearest:
+see RESIZE), and labels it by game. The result is cached as one .npz keyed by every setting that changes it, so
 a rerun (or a Ray Train worker reading it by absolute path) reuses it; the same seed
 gives the same frames.
 
@@ -45,6 +45,15 @@ class FramePlan(NamedTuple):
     seed: int
     dqn_checkpoints: tuple[str, ...] = ()
     dqn_eps: float = 0.05
+    resize: str = "area"      # see RESIZE
+
+
+# How a 210x160 screen shrinks to image_size squares. area (cv2 INTER_AREA) averages
+# the pixels each output pixel covers: smooth, but a 4-pixel paddle or a 2-pixel ball
+# becomes one pixel of a blend of its colour and the background's. nearest keeps one
+# screen pixel per output pixel: jagged edges, but every object that is hit keeps its
+# own palette colour at full contrast.
+RESIZE = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
 
 
 def check_games(games: Sequence[str]) -> None:
@@ -58,7 +67,10 @@ def check_games(games: Sequence[str]) -> None:
 
 
 def cache_path(plan: FramePlan, cache_dir: Path) -> Path:
-    key = hashlib.sha1(json.dumps(plan._asdict(), sort_keys=True).encode()).hexdigest()[:12]
+    fields = plan._asdict()
+    if plan.resize == "area":  # the key a plan had before `resize` was a setting
+        del fields["resize"]
+    key = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir.resolve() / f"frames-{'-'.join(plan.games)}-{plan.image_size}px-{key}.npz"
 
 
@@ -121,14 +133,15 @@ def _play(game: str, index: int, plan: FramePlan, policy: torch.nn.Module | None
         if terminated or truncated:
             obs, _ = env.reset()
         if step % plan.keep_every_env_steps == 0:
-            kept[step // plan.keep_every_env_steps] = resize(env.render(), plan.image_size)
+            screen = resize(env.render(), plan.image_size, plan.resize)
+            kept[step // plan.keep_every_env_steps] = screen
             bar.update(1)
     env.close()
     return kept
 
 
-def resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+def resize(rgb: np.ndarray, size: int, method: str = "area") -> np.ndarray:
+    return cv2.resize(rgb, (size, size), interpolation=RESIZE[method])
 
 
 def _load_policies(plan: FramePlan) -> dict[str, torch.nn.Module]:

@@ -64,18 +64,19 @@ class Discriminator(nn.Module):
         super().__init__()
         self.image_size = image_size
         n = _num_upsamplings(image_size)
-        self.embed = (nn.Embedding(num_classes, image_size * image_size) if cfg.conditional
-                      else None)
+        plane = cfg.conditional and cfg.d_condition == "plane"
+        self.embed = nn.Embedding(num_classes, image_size * image_size) if plane else None
         channels = [cfg.d_width * 2 ** i for i in range(n)]  # e.g. w 2w 4w 8w
         # PacGAN (Lin et al. 2018): D judges `pack` images of one label at a time, their
         # channels stacked, so a generator that draws one frame per label is caught.
         self.pack = cfg.pack
-        fan_in = (3 + (1 if cfg.conditional else 0)) * cfg.pack
+        fan_in = (3 + int(plane)) * cfg.pack
         layers: list[nn.Module] = [nn.Conv2d(fan_in, channels[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                       *([nn.BatchNorm2d(c_out)] if cfg.d_norm == "batch" else []),
+                       *([nn.BatchNorm2d(c_out)] if cfg.d_norm.startswith("batch")
+                         else []),
                        nn.LeakyReLU(0.2, True)]
         # 4x4 -> one logit; with minibatch_std one more input channel (see forward)
         self.minibatch_std = cfg.minibatch_std
@@ -85,6 +86,12 @@ class Discriminator(nn.Module):
         # 4x4 features of a generated image (see train_step).
         self.code_head = (nn.Linear(channels[-1] * 16, cfg.latent_codes * cfg.pack)
                           if cfg.latent_codes else None)
+        # Projection (Miyato & Koyama 2018): the logit gains <e_y, features>, a learned
+        # per-label template over D's last 4x4 features, instead of the label plane.
+        self.project = (nn.Embedding(num_classes, channels[-1] * 16)
+                        if cfg.conditional and not plane else None)
+        if self.project is not None:  # small, as the convs: the logit starts near 0
+            nn.init.normal_(self.project.weight, 0.0, 0.02)
         self.apply(_dcgan_init)
         if cfg.d_norm == "spectral":
             # Miyato et al. 2018: every conv's weight divided by its largest singular
@@ -112,6 +119,8 @@ class Discriminator(nn.Module):
             logits = self.net[-1](torch.cat([h, spread], dim=1)).view(-1)
         else:
             logits = self.net[-1](h).view(-1)
+        if self.project is not None:
+            logits = logits + (self.project(labels) * h.flatten(1)).sum(1)
         logits = logits.float()  # the losses in float32 under bfloat16 autocast
         if not codes:
             return logits
@@ -185,7 +194,7 @@ class GanParts(NamedTuple):
 def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
                latent_size: int, g_loss: str, augment: str = "none",
                r1_weight: float = 0.0, codes: int = 0, code_weight: float = 1.0,
-               pack: int = 1) -> StepStats:
+               pack: int = 1, joint: bool = False) -> StepStats:
     """One discriminator update, then one generator update, on a batch in [-1, 1].
 
     `augment` names the differentiable augmentation applied to every image the
@@ -195,7 +204,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     k times the weight, "lazy" R1 of Karras et al. 2020). With `codes` > 0 the
     discriminator's code head reads z[:, :codes] back from the fakes, and
     `code_weight` times the mean squared error joins both losses (InfoGAN's
-    continuous codes, Chen et al. 2016): the generator must draw its noise visibly."""
+    continuous codes, Chen et al. 2016): the generator must draw its noise visibly.
+    With `joint`, D sees the real and the fake batch in one pass in both steps, so its
+    batch norm normalizes them together (see `_discriminate`)."""
     g, d, opt_g, opt_d = parts
     if pack > 1 and labels is not None:  # D's packs hold images of one label
         order = labels.argsort(stable=True)
@@ -206,9 +217,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     opt_d.zero_grad(set_to_none=True)
     if r1_weight > 0:
         real = real.detach().requires_grad_(True)
-    real_logits = d(augment_images(real, augment), labels)
-    fake_logits, code_d = _judge(d, augment_images(fake.detach(), augment), labels,
-                                 z[:, :codes])
+    real_logits, fake_logits, code_d = _discriminate(
+        d, augment_images(real, augment), augment_images(fake.detach(), augment), labels,
+        z[:, :codes], joint)
     loss_d = discriminator_loss(real_logits, fake_logits) + code_weight * code_d
     if r1_weight > 0:
         loss_d = loss_d + r1_weight * r1_penalty(real_logits, real)
@@ -216,7 +227,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     opt_d.step()
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
-    logits, code_g = _judge(d, augment_images(fake, augment), labels, z[:, :codes])
+    shown = augment_images(torch.cat([real.detach(), fake]) if joint else fake, augment)
+    _, logits, code_g = _discriminate(d, *(shown.chunk(2) if joint else (None, shown)),
+                                      labels, z[:, :codes], joint)
     loss_g = generator_loss(logits, g_loss) + code_weight * code_g
     loss_g.backward()
     opt_g.step()
@@ -225,14 +238,30 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
                      torch.sigmoid(fake_logits).mean().item(), code_g.item())
 
 
-def _judge(d: nn.Module, fakes: torch.Tensor, labels: torch.Tensor | None,
-           codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """D's logits for `fakes` and the mean squared error of its reading of `codes`
-    (a zero when there are none to read)."""
-    if codes.shape[1] == 0:
-        return d(fakes, labels), torch.zeros((), device=fakes.device)
-    logits, read = d(fakes, labels, codes=True)
-    return logits, F.mse_loss(read, codes)
+def _discriminate(d: nn.Module, real: torch.Tensor | None, fake: torch.Tensor,
+                  labels: torch.Tensor | None, codes: torch.Tensor, joint: bool
+                  ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """D's logits for the real batch (None when not given) and the fake one, and the mean
+    squared error of its reading of `codes` from the fakes (zero when there are none).
+
+    Apart (DCGAN), real and fake go through D in passes of their own, so batch norm
+    normalizes each by its own statistics: a feature every real frame has and no fake
+    has (a paddle, say) is then near-constant within each batch and normalized away.
+    Joint, one pass over both batches shares the statistics and keeps such a feature."""
+    read_codes = codes.shape[1] > 0
+    if joint:
+        out = d(torch.cat([real, fake]), None if labels is None else labels.repeat(2),
+                codes=read_codes)
+        logits, read = out if read_codes else (out, None)
+        real_logits, fake_logits = logits.chunk(2)
+        read = None if read is None else read.chunk(2)[1]
+    else:
+        real_logits = None if real is None else d(real, labels)
+        out = d(fake, labels, codes=read_codes)
+        fake_logits, read = out if read_codes else (out, None)
+    code = (F.mse_loss(read, codes) if read is not None
+            else torch.zeros((), device=fake.device))
+    return real_logits, fake_logits, code
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

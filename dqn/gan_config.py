@@ -29,6 +29,10 @@ class GanDataConfig:
                                     "emulator frames each), so kept frames differ", lo=1)
     image_size: int = opt(64, "frames are resized to image_size x image_size RGB",
                           choices=(16, 32, 64, 128))
+    resize: str = opt("area", "how screens shrink to image_size: area (averaging: small "
+                      "objects blend into the background) or nearest (one screen pixel "
+                      "each: small objects keep their colour; dqn/frames.py)",
+                      choices=("area", "nearest"))
     dqn_checkpoints: tuple[str, ...] = opt((), "DQN checkpoints whose games are played "
                                            "eps-greedily; other games play random actions")
     dqn_eps: float = opt(0.05, "epsilon of the DQN policies", lo=0.0, hi=1.0)
@@ -49,10 +53,16 @@ class GanModelConfig:
     d_width: int = opt(64, "discriminator channels at its first layer; doubling "
                        "towards the logit", lo=1)
     embed_size: int = opt(16, "label embedding size fed to the generator", lo=1)
+    d_condition: str = opt("plane", "how the discriminator takes the label: plane (its "
+                           "learned embedding drawn as one more image channel, Mirza & "
+                           "Osindero 2014) or projection (a learned per-label vector's "
+                           "inner product with D's last features joins the logit, Miyato "
+                           "& Koyama 2018)", choices=("plane", "projection"))
     d_norm: str = opt("batch", "normalization inside the discriminator: batch (DCGAN; "
-                      "real and fake batches are normalized apart), spectral (Miyato et "
-                      "al. 2018, every conv, no batch norm) or none",
-                      choices=("batch", "spectral", "none"))
+                      "real and fake batches are normalized apart), batch_joint (batch "
+                      "norm over the real and the fake batch together, one pass), "
+                      "spectral (Miyato et al. 2018, every conv, no batch norm) or none",
+                      choices=("batch", "batch_joint", "spectral", "none"))
     minibatch_std: bool = opt(False, "feed the batch's feature spread to the "
                               "discriminator's last layer (Karras et al. 2018), against "
                               "mode collapse; conditional: the spread among each "
@@ -155,4 +165,4 @@ class GanConfig(ConfigRoot):
         d = self.data
         return FramePlan(d.games, d.frames_per_game, d.keep_every_env_steps, d.image_size,
                          self.run.seed, tuple(str(Path(p).resolve()) for p in
-                                              d.dqn_checkpoints), d.dqn_eps)
+                                              d.dqn_checkpoints), d.dqn_eps, d.resize)

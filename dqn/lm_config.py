@@ -34,6 +34,9 @@ class ModelConfig:
     num_layers: int = opt(2, "stacked recurrent layers", lo=1)
     dropout: float = opt(0.0, "dropout between layers and before the output layer",
                          lo=0.0, hi=0.9)
+    weight_drop: float = opt(0.0, "DropConnect on the hidden-to-hidden weights while "
+                             "training (AWD-LSTM): one mask per update on each layer's "
+                             "recurrent matrix; fused layers only", lo=0.0, hi=0.9)
     forget_bias: float = opt(0.0, "LSTM only: the forget gate's bias at initialization "
                              "(b_ih + b_hh of the f rows); 0 keeps torch's uniform init, 1 "
                              "starts the cell remembering (Jozefowicz et al. 2015)")
@@ -93,3 +96,6 @@ class LMConfig(ConfigRoot):
         if train.budget_minutes is None and train.budget_bytes is None:
             raise UserError("config train.budget_minutes and train.budget_bytes are both null;"
                             " set at least one so the run has a budget")
+        if self.model.weight_drop > 0 and self.model.implementation != "fused":
+            raise UserError(f"config model.weight_drop={self.model.weight_drop} needs "
+                            "model.implementation=fused (the explicit cells take no mask)")

@@ -1,5 +1,6 @@
 """How the GAN job trains: its training passes in bfloat16 and channels-last memory, and
-the step sizes' linear decay (the networks and the job itself: test_gan.py)."""
+the step sizes' linear decay, packing, joint batch norm and the projection discriminator
+(the networks and the job itself: test_gan.py)."""
 
 import dataclasses
 
@@ -147,3 +148,47 @@ def test_a_budget_stops_before_the_epoch_that_would_not_fit():
     assert planned_epochs(t, 1, 20.0) == 24       # a fast host: the epochs bind first
     assert planned_epochs(t, 19, 590.0) == 19     # a 20th would end past the budget
     assert planned_epochs(dataclasses.replace(t, budget_minutes=None), 5, 1e6) == 24
+
+
+def test_joint_batch_norm_judges_real_and_fake_in_one_pass_with_shared_statistics():
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, d_norm="batch_joint",
+                         latent_codes=2)
+    torch.manual_seed(0)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    passes = []
+    d.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+    real, labels = torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,))
+    before = [p.detach().clone() for p in (*g.parameters(), *d.parameters())]
+    stats = train_step(parts, real, labels, 8, "non_saturating", "translation",
+                       codes=2, joint=True)
+    assert passes == [16, 16]             # one pass of real + fake in each step
+    after = [*g.parameters(), *d.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(after, before) if a.dim() > 1)
+    assert 0 < stats.d_real < 1 and 0 < stats.d_fake < 1 and stats.code > 0
+    # shared statistics: the real frames' logits depend on the fakes beside them in
+    # the joint pass, and on nothing else when the batches go through D apart
+    from dqn.gan import _discriminate
+    no_codes = torch.zeros(8, 0)
+    other = torch.rand(8, 3, 16, 16) * 2 - 1
+    joint = [_discriminate(d, real, fake, labels, no_codes, True)[0]
+             for fake in (torch.zeros_like(real), other)]
+    apart = [_discriminate(d, real, fake, labels, no_codes, False)[0]
+             for fake in (torch.zeros_like(real), other)]
+    assert not torch.allclose(joint[0], joint[1]) and torch.equal(apart[0], apart[1])
+
+
+def test_a_projection_discriminator_takes_the_label_in_its_logit_not_as_a_plane():
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, d_condition="projection")
+    torch.manual_seed(0)
+    d = Discriminator(cfg, 16, 3)
+    assert d.embed is None and d.net[0].in_channels == 3     # no label plane
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    d.eval()
+    features = d.net[:-1](x).flatten(1)
+    for label in range(3):   # the logit is D's plain logit plus <e_y, features>
+        labels = torch.full((2,), label)
+        want = d.net[-1](d.net[:-1](x)).view(-1) + features @ d.project.weight[label]
+        torch.testing.assert_close(d(x, labels), want)
+    assert not torch.allclose(d(x, torch.tensor([0, 0])), d(x, torch.tensor([1, 1])))

@@ -90,6 +90,32 @@ def test_forget_bias_sets_only_the_forget_rows_of_every_layer(implementation):
     assert not torch.equal(plain[ih[0]][forget], biased[ih[0]][forget])  # it did change
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_weight_drop_masks_only_the_recurrent_weights_and_only_in_training(cell):
+    torch.manual_seed(2)
+    cfg = ModelConfig(cell=cell, embed_dim=6, hidden_size=8, num_layers=2, weight_drop=0.5)
+    model, plain = CharLM(cfg), CharLM(dataclasses.replace(cfg, weight_drop=0.0))
+    plain.load_state_dict(model.state_dict())
+    inputs = torch.randint(0, 256, (3, 7))
+    kept = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    first, _ = model(inputs, model.initial_state(3))
+    second, _ = model(inputs, model.initial_state(3))
+    assert not torch.allclose(first, second)  # a fresh mask each pass
+    first.sum().backward()
+    for layer in range(2):  # the masked U still learns, where its mask kept it
+        grad = getattr(model.rnn, f"weight_hh_l{layer}").grad
+        assert grad.abs().sum() > 0 and (grad == 0).float().mean() > 0.2
+        assert getattr(model.rnn, f"weight_ih_l{layer}").grad.ne(0).float().mean() > 0.9
+    for name, param in model.named_parameters():  # masking never writes the weights
+        assert torch.equal(param, kept[name]), name
+    model.eval()  # no mask at evaluation: exactly the model without weight drop
+    plain.eval()
+    got, _ = model(inputs, model.initial_state(3))
+    want, _ = plain(inputs, plain.initial_state(3))
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
 def test_streams_are_contiguous_and_start_over_at_the_end():
     data = np.arange(43, dtype=np.uint8)  # 2 streams of 21 bytes (42 + 1 target)
     streams = Streams(data, n=2, k=5)
@@ -256,6 +282,8 @@ def test_two_worker_run_checkpoints_resumes_and_samples(one_ray, tmp_path, monke
     (["lm", "train", "corpus.paths=[/nonexistent/*.c]"], "'/nonexistent/*.c' matches no file"),
     (["lm", "train", "corpus.paths=[{empty}]"], "is empty: 1 file(s), 0 bytes"),
     (["lm", "train", "train.budget_minutes=null"], "set at least one"),
+    (["lm", "train", "model.weight_drop=0.2", "model.implementation=explicit"],
+     "model.weight_drop=0.2 needs model.implementation=fused"),
     (["lm", "sample", "/nonexistent/run"], "checkpoint '/nonexistent/run' does not exist"),
     (["lm", "sample", "{empty}"], "is not readable"),
     (["lm", "compare", "--cells", "rnn,lstn"], "unknown cell lstn"),
