@@ -4,9 +4,9 @@ No image dataset can be downloaded here, but the emulator renders as many real g
 frames as we like. `build_frames` plays each game (random actions, or ε-greedy from
 one of our DQN checkpoints for that game), keeps every k-th env step's RGB screen
 resized to a square (cv2 INTER_AREA, the usual choice for shrinking, or nearest:
-see RESIZE), and labels it by game. The result is cached as one .npz keyed by every setting that changes it, so
-a rerun (or a Ray Train worker reading it by absolute path) reuses it; the same seed
-gives the same frames.
+see RESIZE), and labels it by game. The result is cached as one .npz keyed by every
+setting that changes it, so a rerun (or a Ray Train worker reading it by absolute
+path) reuses it; the same seed gives the same frames.
 
 `load_image_folder` reads a user's own data: one sub-folder per class (the label),
 png or jpg files inside.

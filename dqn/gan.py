@@ -227,9 +227,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     opt_d.step()
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
-    shown = augment_images(torch.cat([real.detach(), fake]) if joint else fake, augment)
-    _, logits, code_g = _discriminate(d, *(shown.chunk(2) if joint else (None, shown)),
-                                      labels, z[:, :codes], joint)
+    beside = augment_images(real.detach(), augment) if joint else None
+    _, logits, code_g = _discriminate(d, beside, augment_images(fake, augment), labels,
+                                      z[:, :codes], joint)
     loss_g = generator_loss(logits, g_loss) + code_weight * code_g
     loss_g.backward()
     opt_g.step()
@@ -245,9 +245,9 @@ def _discriminate(d: nn.Module, real: torch.Tensor | None, fake: torch.Tensor,
     squared error of its reading of `codes` from the fakes (zero when there are none).
 
     Apart (DCGAN), real and fake go through D in passes of their own, so batch norm
-    normalizes each by its own statistics: a feature every real frame has and no fake
-    has (a paddle, say) is then near-constant within each batch and normalized away.
-    Joint, one pass over both batches shares the statistics and keeps such a feature."""
+    normalizes each by its own statistics and a feature's level shared by one whole
+    batch (a paddle in every real frame, none in the fakes) is taken out. Joint, one
+    pass over both batches shares the statistics and keeps that difference."""
     read_codes = codes.shape[1] > 0
     if joint:
         out = d(torch.cat([real, fake]), None if labels is None else labels.repeat(2),
