@@ -8,7 +8,8 @@ tanh at the output so images live in [-1, 1].
 Discriminator: the mirror image, strided convolutions that halve the size and double
 the channels, LeakyReLU(0.2) throughout and batch normalization inside (none on the
 first layer, as DCGAN), ending in one logit. When conditional, the label's embedding is
-drawn as one extra image-sized input channel (Mirza & Osindero 2014).
+drawn as one extra image-sized input channel (Mirza & Osindero 2014); d_residual adds
+three: the image minus its class's mean frame, scaled.
 
 The two play a game: a discriminator step (real -> 1, fake -> 0), then a generator
 step. The generator's loss is the non-saturating -log D(G(z)) by default (strong
@@ -70,7 +71,12 @@ class Discriminator(nn.Module):
         # PacGAN (Lin et al. 2018): D judges `pack` images of one label at a time, their
         # channels stacked, so a generator that draws one frame per label is caught.
         self.pack = cfg.pack
-        fan_in = (3 + int(plane)) * cfg.pack
+        # A 2-pixel ball is a faint part of a frame, most of its residual (set by the job)
+        self.residual = cfg.d_residual
+        if self.residual:
+            rows = num_classes if cfg.conditional else 1
+            self.register_buffer("mean_frames", torch.zeros(rows, 3, image_size, image_size))
+        fan_in = (3 + 3 * bool(self.residual) + int(plane)) * cfg.pack
         layers: list[nn.Module] = [nn.Conv2d(fan_in, channels[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
@@ -104,7 +110,8 @@ class Discriminator(nn.Module):
                 codes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """One logit per image (per pack of `pack` consecutive images: train_step sorts
         a batch by label first); with `codes`, also the code head's reading of every
-        image."""
+        image. Images of 3 channels, or of 6 from `with_residual` (when d_residual)."""
+        images = self.with_residual(images, labels)
         if self.embed is not None:
             size = self.image_size
             images = torch.cat([images, self.embed(labels).view(-1, 1, size, size)], dim=1)
@@ -128,6 +135,15 @@ class Discriminator(nn.Module):
             raise ValueError("this discriminator has no code head (model.latent_codes = 0)")
         read = self.code_head(h.flatten(1)).float()   # a pack's codes side by side
         return logits, read.reshape(h.shape[0] * self.pack, -1)
+
+
+    def with_residual(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Adds d_residual x (image - its class's mean frame) as 3 channels, once (0: off)."""
+        if not self.residual or images.shape[1] != 3:
+            return images
+        rows = self.mean_frames.to(images.dtype)
+        mean = rows[labels] if labels is not None and len(rows) > 1 else rows[:1]
+        return torch.cat([images, self.residual * (images - mean)], dim=1)
 
 
 def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -208,6 +224,8 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     With `joint`, D sees the real and the fake batch in one pass in both steps, so its
     batch norm normalizes them together (see `_discriminate`)."""
     g, d, opt_g, opt_d = parts
+    # D's residual channels before the augmentation, so a shift moves them with the image
+    residual = getattr(d, "module", d).with_residual
     if pack > 1 and labels is not None:  # D's packs hold images of one label
         order = labels.argsort(stable=True)
         real, labels = real[order], labels[order]
@@ -218,8 +236,8 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     if r1_weight > 0:
         real = real.detach().requires_grad_(True)
     real_logits, fake_logits, code_d = _discriminate(
-        d, augment_images(real, augment), augment_images(fake.detach(), augment), labels,
-        z[:, :codes], joint)
+        d, augment_images(residual(real, labels), augment),
+        augment_images(residual(fake.detach(), labels), augment), labels, z[:, :codes], joint)
     loss_d = discriminator_loss(real_logits, fake_logits) + code_weight * code_d
     if r1_weight > 0:
         loss_d = loss_d + r1_weight * r1_penalty(real_logits, real)
@@ -227,9 +245,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     opt_d.step()
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
-    beside = augment_images(real.detach(), augment) if joint else None
-    _, logits, code_g = _discriminate(d, beside, augment_images(fake, augment), labels,
-                                      z[:, :codes], joint)
+    beside = augment_images(residual(real.detach(), labels), augment) if joint else None
+    _, logits, code_g = _discriminate(d, beside, augment_images(residual(fake, labels), augment),
+                                      labels, z[:, :codes], joint)
     loss_g = generator_loss(logits, g_loss) + code_weight * code_g
     loss_g.backward()
     opt_g.step()

@@ -73,6 +73,10 @@ class GanModelConfig:
     latent_codes: int = opt(0, "noise dimensions the discriminator must read back from "
                             "a generated image (InfoGAN's continuous codes, Chen et al. "
                             "2016), so the generator cannot ignore its noise; 0: off", lo=0)
+    d_residual: float = opt(0.0, "give the discriminator three more input channels: "
+                            "this many times the image minus its class's mean training "
+                            "frame, where small moving objects (paddles, ball) stand out "
+                            "from the fixed layout; 0: off", lo=0.0)
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,9 @@ class GanConfig(ConfigRoot):
         if self.train.batch_size % self.ray.num_workers:
             raise UserError(f"config train.batch_size = {self.train.batch_size} must be a "
                             f"multiple of ray.num_workers = {self.ray.num_workers}")
+        if self.model.d_residual and "color" in self.train.augment:
+            raise UserError(f"config model.d_residual = {self.model.d_residual} needs "
+                            f"train.augment without colour (got {self.train.augment!r})")
         per_worker = self.train.batch_size // self.ray.num_workers
         if per_worker % self.model.pack:
             raise UserError(f"config model.pack = {self.model.pack} must divide the batch "

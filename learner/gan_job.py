@@ -68,7 +68,7 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
     train, heldout = split_heldout(load_frames(Path(files.frames)),
                                    cfg.data.heldout_fraction, cfg.run.seed)
     state = restore()
-    parts, epoch, updates = _build(cfg, len(train.names), state)
+    parts, epoch, updates = _build(cfg, train, state)
     ema = _averaged(cfg, parts, state, updates)
     t = cfg.train
     seconds = state.get("train_seconds", 0.0) if state is not None else 0.0
@@ -140,13 +140,17 @@ def planned_epochs(t: GanTrainConfig, epoch: int, seconds: float) -> int:
     return max(epoch, min(t.epochs, fit))
 
 
-def _build(cfg: GanConfig, classes: int, state: dict | None) -> tuple[GanParts, int, int]:
+def _build(cfg: GanConfig, train: FrameSet, state: dict | None
+           ) -> tuple[GanParts, int, int]:
     """Both networks (restored when `state` is given) wrapped for DDP, their
     optimizers, and the epoch and generator-update counters to carry on from."""
     import ray.train.torch
 
+    classes = len(train.names)
     g = Generator(cfg.model, cfg.data.image_size, classes)
     d = Discriminator(cfg.model, cfg.data.image_size, classes)
+    if cfg.model.d_residual:
+        d.mean_frames.copy_(class_means(train, cfg.model.conditional))
     if state is not None:
         g.load_state_dict(state["generator"])
         d.load_state_dict(state["discriminator"])
@@ -161,6 +165,15 @@ def _build(cfg: GanConfig, classes: int, state: dict | None) -> tuple[GanParts, 
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
     return GanParts(g, d, opt_g, opt_d), state["epoch"], state["g_updates"]
+
+
+def class_means(frames: FrameSet, per_class: bool) -> torch.Tensor:
+    """Each class's mean frame (one for all when not per_class) in [-1, 1], NCHW."""
+    groups = ([frames.images[frames.labels == c] for c in range(len(frames.names))]
+              if per_class else [frames.images])
+    means = np.stack([g.mean(axis=0) if len(g) else np.full(g.shape[1:], 127.5)
+                      for g in groups])
+    return to_unit(torch.from_numpy(means).permute(0, 3, 1, 2))
 
 
 def learning_rate_scale(t: GanTrainConfig, updates: int, total: int) -> float:

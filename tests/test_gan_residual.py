@@ -1,0 +1,80 @@
+"""model.d_residual: the discriminator also sees each image minus its class's mean frame."""
+
+import numpy as np
+import pytest
+import torch
+
+from dqn.errors import UserError
+from dqn.frames import FrameSet
+from dqn.gan import Discriminator, GanParts, Generator, adam, augment_images, train_step
+from dqn.gan_config import GanConfig, GanModelConfig
+from dqn.schema import load_config
+from learner.gan_job import class_means
+
+
+def _frames() -> FrameSet:
+    """Class 0 all black, class 1 half black and half white: mean grey."""
+    images = np.zeros((6, 16, 16, 3), np.uint8)
+    images[4:] = 255
+    return FrameSet(images, np.array([0, 0, 1, 1, 1, 1]), ("dark", "mixed"))
+
+
+def test_class_means_are_each_class_mean_frame_in_generator_units():
+    means = class_means(_frames(), per_class=True)
+    assert means.shape == (2, 3, 16, 16)
+    assert torch.allclose(means[0], torch.tensor(-1.0))
+    assert torch.allclose(means[1], torch.tensor(0.0))
+    overall = class_means(_frames(), per_class=False)
+    assert overall.shape == (1, 3, 16, 16)
+    assert torch.allclose(overall, torch.tensor(85 / 127.5 - 1))   # 2 white of 6
+
+
+def test_the_residual_channels_are_the_scaled_difference_from_the_label_mean():
+    d = Discriminator(GanModelConfig(d_width=4, d_residual=4.0), 16, num_classes=2)
+    assert d.net[0].in_channels == 3 + 3 + 1   # image, residual, label plane
+    d.mean_frames.copy_(class_means(_frames(), per_class=True))
+    images = torch.full((2, 3, 16, 16), -1.0)   # black: class 0's mean exactly
+    out = d.with_residual(images, torch.tensor([0, 1]))
+    assert out.shape == (2, 6, 16, 16) and torch.equal(out[:, :3], images)
+    assert torch.equal(out[0, 3:], torch.zeros(3, 16, 16))
+    assert torch.allclose(out[1, 3:], torch.tensor(-4.0))   # 4 x (-1 - 0)
+    assert torch.equal(d.with_residual(out, torch.tensor([0, 1])), out)   # added once
+    assert d(images, torch.tensor([0, 1])).shape == (2,)
+    off = Discriminator(GanModelConfig(d_width=4), 16, num_classes=2)
+    assert off.net[0].in_channels == 4 and torch.equal(off.with_residual(images, None), images)
+
+
+def test_a_shift_moves_the_residual_with_its_image():
+    torch.manual_seed(0)
+    d = Discriminator(GanModelConfig(d_width=4, d_residual=1.0, conditional=False), 16, 1)
+    d.mean_frames.normal_()
+    images = torch.rand(4, 3, 16, 16)
+    moved = augment_images(d.with_residual(images, None), "translation")
+    # the residual channels stay image minus a shifted mean: their difference from the
+    # image channels is one shifted copy of -mean, zero where the shift padded
+    shift = moved[:, :3] - moved[:, 3:]
+    padded = moved[:, :3] == 0
+    assert torch.equal(shift[padded], torch.zeros_like(shift[padded]))
+    assert not torch.equal(moved[:, 3:], moved[:, :3] - d.mean_frames)  # shifted, not fixed
+
+
+def test_a_training_step_with_residual_channels_changes_both_networks():
+    torch.manual_seed(0)
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, d_residual=4.0)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    d.mean_frames.copy_(class_means(_frames(), per_class=True))
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (g, d)]
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+    stats = train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)), 8,
+                       "non_saturating", "translation", r1_weight=1.0)
+    for module, old in zip((g, d), before):
+        changed = [k for k, v in module.state_dict().items() if not torch.equal(v, old[k])]
+        assert "net.0.weight" in changed
+    assert torch.equal(d.mean_frames, before[1]["mean_frames"])   # a buffer, not learned
+    assert np.isfinite(stats.loss_d) and 0 < stats.d_real < 1
+
+
+def test_residual_channels_with_colour_augmentation_are_refused():
+    with pytest.raises(UserError, match="model.d_residual = 2.0.*color,translation"):
+        load_config("conditional", ("model.d_residual=2", "train.augment=color,translation"),
+                    GanConfig)
