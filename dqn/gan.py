@@ -136,7 +136,6 @@ class Discriminator(nn.Module):
         read = self.code_head(h.flatten(1)).float()   # a pack's codes side by side
         return logits, read.reshape(h.shape[0] * self.pack, -1)
 
-
     def with_residual(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Adds d_residual x (image - its class's mean frame) as 3 channels, once (0: off)."""
         if not self.residual or images.shape[1] != 3:
@@ -225,19 +224,20 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     batch norm normalizes them together (see `_discriminate`)."""
     g, d, opt_g, opt_d = parts
     # D's residual channels before the augmentation, so a shift moves them with the image
-    residual = getattr(d, "module", d).with_residual
+    with_residual = getattr(d, "module", d).with_residual
     if pack > 1 and labels is not None:  # D's packs hold images of one label
         order = labels.argsort(stable=True)
         real, labels = real[order], labels[order]
     z = torch.randn(real.shape[0], latent_size, device=real.device)
-    fake = g(z, labels)
+    fake = with_residual(g(z, labels), labels)
     # D step: real and fake in separate batches, so batch norm never mixes them (DCGAN).
     opt_d.zero_grad(set_to_none=True)
     if r1_weight > 0:
         real = real.detach().requires_grad_(True)
+    real_in = with_residual(real, labels)
     real_logits, fake_logits, code_d = _discriminate(
-        d, augment_images(residual(real, labels), augment),
-        augment_images(residual(fake.detach(), labels), augment), labels, z[:, :codes], joint)
+        d, augment_images(real_in, augment), augment_images(fake.detach(), augment), labels,
+        z[:, :codes], joint)
     loss_d = discriminator_loss(real_logits, fake_logits) + code_weight * code_d
     if r1_weight > 0:
         loss_d = loss_d + r1_weight * r1_penalty(real_logits, real)
@@ -245,9 +245,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     opt_d.step()
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
-    beside = augment_images(residual(real.detach(), labels), augment) if joint else None
-    _, logits, code_g = _discriminate(d, beside, augment_images(residual(fake, labels), augment),
-                                      labels, z[:, :codes], joint)
+    beside = augment_images(real_in.detach(), augment) if joint else None
+    _, logits, code_g = _discriminate(d, beside, augment_images(fake, augment), labels,
+                                      z[:, :codes], joint)
     loss_g = generator_loss(logits, g_loss) + code_weight * code_g
     loss_g.backward()
     opt_g.step()

@@ -149,7 +149,7 @@ def _build(cfg: GanConfig, train: FrameSet, state: dict | None
     classes = len(train.names)
     g = Generator(cfg.model, cfg.data.image_size, classes)
     d = Discriminator(cfg.model, cfg.data.image_size, classes)
-    if cfg.model.d_residual:
+    if cfg.model.d_residual and state is None:  # a restored D brings its own
         d.mean_frames.copy_(class_means(train, cfg.model.conditional))
     if state is not None:
         g.load_state_dict(state["generator"])
