@@ -140,16 +140,19 @@ class TBPTT:
     chunks (detached) and reset only when the streams start over."""
 
     def __init__(self, model: nn.Module, streams: Streams, grad_clip_norm: float,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, state_reset: float = 0.0):
         self.model, self.streams, self.clip = model, streams, grad_clip_norm
         self.core = getattr(model, "module", model)  # under DDP the CharLM is .module
         self.dtype = dtype  # of the passes; bfloat16: autocast, float32 weights and grads
+        self.state_reset = state_reset  # chance a stream's state restarts at a chunk
         self.state: State | None = None
 
     def step(self, optimizer: torch.optim.Optimizer) -> StepResult:
         chunk = self.streams.next()
         if chunk.fresh or self.state is None:
             self.state = self.core.initial_state(chunk.inputs.shape[0])
+        elif self.state_reset > 0:
+            self.state = _restart_some(self.state, self.state_reset)
         inputs, targets = _tensors(chunk, self.core)
         self.model.train()
         with torch.autocast(inputs.device.type, dtype=torch.bfloat16,
@@ -163,6 +166,16 @@ class TBPTT:
         optimizer.step()
         self.state = detach(state)
         return StepResult(loss.item(), targets.numel(), float(norm))
+
+
+def _restart_some(state: State, p: float) -> State:
+    """The carried state with each stream's zeroed with chance `p`: the model meets a
+    zero state at many places in training, as a validation stream does at its start,
+    instead of only at the fixed starts of the streams."""
+    first = state[0] if isinstance(state, tuple) else state  # (layers, streams, hidden)
+    keep = (torch.rand(first.shape[1], device=first.device) >= p).to(first.dtype)
+    keep = keep.view(1, -1, 1)
+    return tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
 
 
 def _tensors(chunk: Chunk, model: CharLM) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,6 +61,9 @@ class TrainConfig:
                          "float32); auto: bfloat16 on a CPU with AMX tiles (Intel Sapphire "
                          "Rapids and later: 2x the LSTM's tokens/s, docs/lm.md), float32 "
                          "elsewhere", choices=PRECISIONS)
+    state_reset: float = opt(0.0, "chance, per stream and chunk, that the carried state "
+                             "restarts from zeros in training (0: only where the streams "
+                             "start over)", lo=0.0, hi=1.0)
     grad_clip_norm: float = opt(1.0, "global gradient-norm clip; 0 turns it off", lo=0.0)
     budget_minutes: float | None = opt(15.0, "stop after this many minutes of training "
                                        "(summed over resumes); null: no clock limit", lo=0.0)
@@ -68,8 +71,9 @@ class TrainConfig:
                                    "summed over resumes); null: no byte limit", lo=1)
     log_every_updates: int = opt(20, "updates between metric lines", lo=1)
     eval_every_updates: int = opt(300, "updates between validation passes", lo=1)
-    eval_max_bytes: int = opt(250_000, "validation bytes scored per pass (a prefix of the "
-                              "held-out files; split between workers)", lo=2)
+    eval_max_bytes: int = opt(500_000, "validation bytes scored per pass: all the held-out "
+                              "files when they fit (the default corpus: 265 KB), else "
+                              "evenly spaced windows of them; split between workers", lo=2)
     eval_streams: int = opt(8, "streams of the validation pass per worker (few: each "
                             "stream starts from a zero state)", lo=1)
     checkpoint_every_updates: int = opt(600, "updates between checkpoints (one is always "

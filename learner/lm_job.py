@@ -31,7 +31,7 @@ import torch
 from ray.train.torch import prepare_model
 
 from dqn.charlm import TBPTT, CharLM, bits_per_char, evaluate, learning_rate, sample
-from dqn.corpus import Corpus, Streams, load_corpus, shard
+from dqn.corpus import Corpus, Streams, load_corpus, shard, spread
 from dqn.errors import UserError
 from dqn.lm_config import LMConfig
 from dqn.metrics import MetricLogger
@@ -87,7 +87,8 @@ def _check_sizes(cfg: LMConfig, corpus: Corpus) -> None:
     """Each worker's shard must hold its streams (Streams raises the UserError)."""
     workers, train = cfg.ray.num_workers, cfg.train
     Streams(shard(corpus.train, 0, workers), train.streams_per_worker, train.chunk_bytes)
-    val = shard(corpus.val[:train.eval_max_bytes], 0, workers)
+    val = shard(spread(corpus.val, train.eval_max_bytes, workers * train.eval_streams), 0,
+                workers)
     if (len(val) - 1) // train.eval_streams < train.chunk_bytes:
         raise UserError(f"validation set of {len(corpus.val):,} bytes ({corpus.val_files} "
                         f"files, at most train.eval_max_bytes = {train.eval_max_bytes:,} used)"
@@ -130,8 +131,10 @@ class Loop:
         self.tbptt = TBPTT(model, Streams(train, self.t.streams_per_worker,
                                           self.t.chunk_bytes, counters.cursor),
                            self.t.grad_clip_norm,
-                           training_dtype(self.t.precision, self.core.head.weight.device))
-        val = shard(corpus.val[:self.t.eval_max_bytes], self.rank, self.world)
+                           training_dtype(self.t.precision, self.core.head.weight.device),
+                           self.t.state_reset)
+        scored = spread(corpus.val, self.t.eval_max_bytes, self.world * self.t.eval_streams)
+        val = shard(scored, self.rank, self.world)
         self.val = Streams(val, self.t.eval_streams, self.t.chunk_bytes)
         self.logger = None
         if self.rank == 0:

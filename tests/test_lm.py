@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from dqn.cells import GRUCell, LSTMCell, RNNCell
 from dqn.charlm import (TBPTT, CharLM, evaluate, hidden_for_budget, learning_rate,
                         parameter_count, sample)
-from dqn.corpus import Streams, load_corpus
+from dqn.corpus import Streams, load_corpus, spread
 from dqn.lm_config import ModelConfig, TrainConfig
 from learner.cli import main
 
@@ -129,6 +129,15 @@ def test_streams_are_contiguous_and_start_over_at_the_end():
     assert streams.next().fresh  # fifth chunk: the pass starts over
 
 
+def test_validation_bytes_are_all_scored_or_spread_over_the_whole_split():
+    data = np.arange(100, dtype=np.uint8)
+    assert spread(data, 100, 4) is data  # it fits: every byte is scored
+    picked = spread(data, 40, 4)  # 4 windows of 10, one at the start of each quarter
+    np.testing.assert_array_equal(picked, np.concatenate(
+        [np.arange(0, 10), np.arange(25, 35), np.arange(50, 60), np.arange(75, 85)]))
+    assert picked.max() > 50  # not a prefix: the end of the split is scored too
+
+
 def test_hidden_state_is_carried_across_chunks():
     """With a zero learning rate, the losses of consecutive TBPTT chunks must equal
     those of one forward pass over the whole stream; a reset state would not."""
@@ -149,6 +158,30 @@ def test_hidden_state_is_carried_across_chunks():
     reset = model(whole[:, 10:20], model.initial_state(2))[0]
     reset_loss = F.cross_entropy(reset.transpose(1, 2), targets[:, 10:20]).item()
     assert abs(reset_loss - losses[1]) > 1e-3  # the test can tell a reset from a carry
+
+
+def test_state_reset_zeroes_some_streams_and_keeps_the_others():
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(cell="lstm", embed_dim=8, hidden_size=16))
+    data = np.frombuffer(C_SNIPPET * 4, dtype=np.uint8)
+    tbptt = TBPTT(model, Streams(data, n=64, k=4), grad_clip_norm=1.0, state_reset=0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    tbptt.step(optimizer)
+    carried = tbptt.state
+    assert all(bool((s.abs().amax(dim=2) > 0).all()) for s in carried)  # every stream live
+    restarted = tbptt_state_after(tbptt, optimizer)  # the step's first thing is the reset
+    zeroed = (restarted[0].abs().amax(dim=(0, 2)) == 0) & (restarted[1].abs().amax(dim=(0, 2)) == 0)
+    assert 10 < int(zeroed.sum()) < 54  # about half of 64 streams restart
+    np.testing.assert_array_equal(restarted[0][:, ~zeroed], carried[0][:, ~zeroed])
+
+
+def tbptt_state_after(tbptt: TBPTT, optimizer) -> tuple:
+    """The state one step starts from (the reset applied), caught at the model's call."""
+    seen = []
+    hook = tbptt.model.rnn.register_forward_pre_hook(lambda m, args: seen.append(args[1]))
+    tbptt.step(optimizer)
+    hook.remove()
+    return seen[0]
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
