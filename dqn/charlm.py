@@ -137,7 +137,8 @@ class StepResult(NamedTuple):
 
 class TBPTT:
     """Truncated BPTT over `streams`: one chunk per `step`, the state carried across
-    chunks (detached) and reset only when the streams start over."""
+    chunks (detached) and reset when the streams start over, and, with chance
+    `state_reset`, for a single stream before any chunk."""
 
     def __init__(self, model: nn.Module, streams: Streams, grad_clip_norm: float,
                  dtype: torch.dtype = torch.float32, state_reset: float = 0.0):

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from ray.train.torch import prepare_model
 
@@ -87,14 +88,20 @@ def _check_sizes(cfg: LMConfig, corpus: Corpus) -> None:
     """Each worker's shard must hold its streams (Streams raises the UserError)."""
     workers, train = cfg.ray.num_workers, cfg.train
     Streams(shard(corpus.train, 0, workers), train.streams_per_worker, train.chunk_bytes)
-    val = shard(spread(corpus.val, train.eval_max_bytes, workers * train.eval_streams), 0,
-                workers)
+    val = _validation_bytes(corpus, cfg, 0, workers)
     if (len(val) - 1) // train.eval_streams < train.chunk_bytes:
         raise UserError(f"validation set of {len(corpus.val):,} bytes ({corpus.val_files} "
                         f"files, at most train.eval_max_bytes = {train.eval_max_bytes:,} used)"
                         f" is too small for {workers} worker(s) x {train.eval_streams} "
                         f"streams of {train.chunk_bytes} bytes; raise corpus.val_fraction or "
                         f"lower train.eval_streams")
+
+
+def _validation_bytes(corpus: Corpus, cfg: LMConfig, index: int, workers: int) -> np.ndarray:
+    """The held-out bytes worker `index` scores: its part of the whole split, or of
+    windows spread over it when it exceeds `train.eval_max_bytes`."""
+    scored = spread(corpus.val, cfg.train.eval_max_bytes, workers * cfg.train.eval_streams)
+    return shard(scored, index, workers)
 
 
 def _check_resume(cfg: LMConfig) -> None:
@@ -133,9 +140,8 @@ class Loop:
                            self.t.grad_clip_norm,
                            training_dtype(self.t.precision, self.core.head.weight.device),
                            self.t.state_reset)
-        scored = spread(corpus.val, self.t.eval_max_bytes, self.world * self.t.eval_streams)
-        val = shard(scored, self.rank, self.world)
-        self.val = Streams(val, self.t.eval_streams, self.t.chunk_bytes)
+        self.val = Streams(_validation_bytes(corpus, cfg, self.rank, self.world),
+                           self.t.eval_streams, self.t.chunk_bytes)
         self.logger = None
         if self.rank == 0:
             self.logger = MetricLogger(
