@@ -27,7 +27,8 @@ from torch import nn
 
 from dqn.cells import ExplicitStack, State
 from dqn.corpus import VOCAB_SIZE, Chunk, Streams
-from dqn.lm_config import ModelConfig, TrainConfig
+from dqn.lm_cache import ContinuousCache
+from dqn.lm_config import CacheConfig, ModelConfig, TrainConfig
 
 GATE_BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
 _FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -69,13 +70,16 @@ class CharLM(nn.Module):
 
     def forward(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Logits (B, T, 256) for bytes (B, T) and the state after the last byte."""
+        outputs, state = self.hidden(inputs, state)
+        return self.head(self.drop(outputs)), state
+
+    def hidden(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The last recurrent layer's outputs (B, T, hidden) and the state after them."""
         embedded = self.embed(inputs)
         if self.training and self.cfg.weight_drop > 0:
-            outputs, state = torch.func.functional_call(
+            return torch.func.functional_call(
                 self.rnn, self._dropped_recurrent_weights(), (embedded, state))
-        else:
-            outputs, state = self.rnn(embedded, state)
-        return self.head(self.drop(outputs)), state
+        return self.rnn(embedded, state)
 
     def _dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
         """DropConnect (Wan et al. 2013; Merity et al. 2017's weight drop): each layer's
@@ -186,39 +190,57 @@ def _tensors(chunk: Chunk, model: CharLM) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: CharLM, streams: Streams) -> tuple[float, int]:
-    """Summed cross-entropy (nats) and bytes over one pass of `streams`, the state
-    carried from chunk to chunk as in training; dropout off."""
+def evaluate(model: CharLM, streams: Streams, cache: CacheConfig | None = None
+             ) -> tuple[float, float, int]:
+    """Summed cross-entropy (nats) of the model with its cache, of the network alone, and
+    bytes, over one pass of `streams`, the state (and the cache) carried from chunk to
+    chunk as in training; dropout off. Without a cache the two sums are equal."""
     was_training = model.training
     model.eval()
-    nats, count, state = 0.0, 0, None
+    memory = _cache(cache)
+    nats, plain, count, state = 0.0, 0.0, 0, None
     for chunk in streams.passes():
         if state is None:
             state = model.initial_state(chunk.inputs.shape[0])
         inputs, targets = _tensors(chunk, model)
-        logits, state = model(inputs, state)
-        nats += F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), targets.reshape(-1),
-                                reduction="sum").item()
+        outputs, state = model.hidden(inputs, state)
+        logits = model.head(outputs)
+        flat = targets.reshape(-1)
+        plain += F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), flat, reduction="sum").item()
+        if memory.size:
+            mixed = memory.log_probs(outputs, logits, targets)
+            nats -= mixed.reshape(-1, VOCAB_SIZE).gather(1, flat[:, None]).sum().item()
         count += targets.numel()
     model.train(was_training)
-    return nats, count
+    return (nats if memory.size else plain), plain, count
+
+
+def _cache(cfg: CacheConfig | None) -> ContinuousCache:
+    return ContinuousCache(cfg.size, cfg.theta, cfg.weight) if cfg else ContinuousCache(0, 0, 0)
 
 
 @torch.no_grad()
-def sample(model: CharLM, prime: bytes, length: int, temperature: float, seed: int) -> bytes:
-    """`length` bytes drawn one at a time from softmax(logits / temperature), after
-    reading `prime` (a newline when empty); the same seed gives the same bytes."""
+def sample(model: CharLM, prime: bytes, length: int, temperature: float, seed: int,
+           cache: CacheConfig | None = None) -> bytes:
+    """`length` bytes drawn one at a time from softmax(log p / temperature), p the model's
+    prediction with its cache, after reading `prime` (a newline when empty); the same
+    seed gives the same bytes."""
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
+    memory = _cache(cache)
     device = model.head.weight.device
-    inputs = torch.tensor(list(prime or b"\n"), dtype=torch.int64, device=device)[None]
-    logits, state = model(inputs, model.initial_state(1))
+    read = torch.tensor(list(prime or b"\n"), dtype=torch.int64, device=device)[None]
+    outputs, state = model.hidden(read, model.initial_state(1))
+    memory.push(outputs[:, :-1], read[:, 1:])
     drawn = []
     for _ in range(length):
-        probs = F.softmax(logits[0, -1] / temperature, dim=-1)
+        last = outputs[:, -1:]
+        log_p = memory.log_probs(last, model.head(last))
+        probs = F.softmax(log_p[0, -1] / temperature, dim=-1)
         byte = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)
         drawn.append(int(byte))
-        logits, state = model(byte.view(1, 1), state)
+        memory.push(last, byte.view(1, 1))
+        outputs, state = model.hidden(byte.view(1, 1), state)
     model.train(was_training)
     return bytes(drawn)

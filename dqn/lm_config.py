@@ -46,6 +46,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    size: int = opt(0, "continuous cache (Grave et al. 2017, dqn/lm_cache.py): how many past "
+                    "positions per stream the prediction may copy the next byte from, by "
+                    "the likeness of their hidden states to the current one; 0: off. Not "
+                    "trained; used by validation and sampling", lo=0)
+    theta: float = opt(0.5, "sharpness of the likeness: an earlier position weighs "
+                       "exp(theta h_t . h_i)", lo=0.0)
+    weight: float = opt(0.5, "lambda: p = (1 - lambda) p_network + lambda p_cache",
+                        lo=0.0, hi=0.99)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     streams_per_worker: int = opt(64, "contiguous streams of the corpus read side by side "
                                   "by each worker (the batch size)", lo=1)
@@ -91,6 +103,7 @@ class LMConfig(ConfigRoot):
     preset_folder: ClassVar[str] = "lm"
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: JobRunConfig = field(default_factory=JobRunConfig)
     ray: ScalingSection = field(default_factory=ScalingSection)

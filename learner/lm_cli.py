@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     smp.add_argument("--length", type=int, default=500, help="bytes to generate")
     smp.add_argument("--seed", type=int, default=0, help="same seed, same text")
     smp.add_argument("--out", help="also write the text (prime included) to this file")
+    smp.add_argument("--cache", action="store_true",
+                     help="mix in the run's cache (cache.*) as in scoring; it copies the "
+                     "sample's own bytes back and falls into loops (docs/lm.md)")
     cmp = cmds.add_parser("compare", help="train rnn, lstm and gru under one parameter and "
                           "wall-clock budget; print one table")
     cmp.usage = ("raydqn lm compare [--preset NAME] [--minutes M] [--parameters N] "
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"lm sample takes no config overrides (got "
                             f"{' '.join(args.overrides)})")
         text = sample_command(Path(args.checkpoint), args.prime, args.temperature,
-                              args.length, args.seed)
+                              args.length, args.seed, cache=args.cache)
         if args.out:
             Path(args.out).write_text(text)
         print(text)
@@ -75,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sample_command(path: Path, prime: str, temperature: float, length: int, seed: int) -> str:
-    """The prime followed by `length` sampled bytes, decoded leniently as UTF-8."""
+def sample_command(path: Path, prime: str, temperature: float, length: int, seed: int,
+                   cache: bool = False) -> str:
+    """The prime followed by `length` sampled bytes, decoded leniently as UTF-8; from the
+    network alone, or mixed with the run's cache (`cache.*`, when it had one)."""
     import torch
 
     from dqn.charlm import CharLM, sample
-    from dqn.lm_config import ModelConfig
+    from dqn.lm_config import CacheConfig, ModelConfig
     from dqn.process import torch_process
     from learner.train_job import latest_state
 
@@ -95,7 +100,8 @@ def sample_command(path: Path, prime: str, temperature: float, length: int, seed
     torch_process(1)  # sampling is one byte at a time: threads only add overhead
     model = CharLM(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
-    text = sample(model, prime.encode(), length, temperature, seed)
+    memory = CacheConfig(**state.get("cache_config", {})) if cache else None
+    text = sample(model, prime.encode(), length, temperature, seed, cache=memory)
     return (prime.encode() + text).decode("utf-8", errors="replace")
 
 
@@ -131,7 +137,8 @@ def compare_command(preset: str, overrides: list[str], minutes: float,
                      "layers": cfg.model.num_layers, "parameters": parameter_count(cfg.model),
                      "tokens_per_s": round(outcome.tokens_per_s),
                      "train_tokens": outcome.train_bytes, "minutes": round(outcome.minutes, 2),
-                     "val_bpc": round(outcome.val_bpc, 4)})
+                     "val_bpc": round(outcome.val_bpc, 4),
+                     "val_bpc_network": round(outcome.val_bpc_network, 4)})
     out = Path(base.run.out_dir) / f"{base.run.name}-compare"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -142,10 +149,11 @@ def compare_command(preset: str, overrides: list[str], minutes: float,
 
 def markdown_table(rows: list[dict]) -> str:
     head = ["cell", "layers x hidden", "parameters", "tokens/s", "tokens trained", "minutes",
-            "validation bits/char"]
+            "validation bits/char", "network alone (no cache)"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         lines.append(f"| {r['cell']} | {r['layers']} x {r['hidden_size']} | "
                      f"{r['parameters']:,} | {r['tokens_per_s']:,} | {r['train_tokens']:,} | "
-                     f"{r['minutes']} | {r['val_bpc']:.3f} |")
+                     f"{r['minutes']} | {r['val_bpc']:.3f} | "
+                     f"{r.get('val_bpc_network', r['val_bpc']):.3f} |")
     return "\n".join(lines)

@@ -62,7 +62,8 @@ class LMOutcome:
     train_bytes: int
     minutes: float
     train_bpc: float
-    val_bpc: float
+    val_bpc: float  # the model's prediction: the network with its cache when on
+    val_bpc_network: float  # the recurrent network alone
     tokens_per_s: float
 
 
@@ -81,7 +82,8 @@ def train_lm(cfg: LMConfig, corpus: Corpus | None = None) -> LMOutcome:
     result = run_job(functools.partial(_worker, corpus=corpus), cfg)
     m = result.metrics
     return LMOutcome(run_dir_of(cfg), int(m["updates"]), int(m[STEP_KEY]), m["minutes"],
-                     m["losses/train_bpc"], m["losses/val_bpc"], m["charts/tokens_per_s"])
+                     m["losses/train_bpc"], m["losses/val_bpc"], m["losses/val_bpc_network"],
+                     m["charts/tokens_per_s"])
 
 
 def _check_sizes(cfg: LMConfig, corpus: Corpus) -> None:
@@ -156,7 +158,7 @@ class Loop:
         self.samples: list[list] = []
         self.window = [0.0, 0, 0.0]  # loss-nats x bytes, bytes, seconds in updates
         self.session = [0, 0.0]  # bytes and update-seconds since this session began
-        self.last_train_bpc = self.last_val_bpc = math.nan
+        self.last_train_bpc = self.last_val_bpc = self.last_network_bpc = math.nan
 
     def run(self) -> None:
         start = time.monotonic() - self.counters.seconds
@@ -214,9 +216,9 @@ class Loop:
               flush=True)
 
     def _validate(self) -> float:
-        nats, count = all_sum(list(evaluate(self.core, self.val)))
+        nats, plain, count = all_sum(list(evaluate(self.core, self.val, self.cfg.cache)))
         val_bpc = bits_per_char(nats, int(count))
-        self.last_val_bpc = val_bpc
+        self.last_val_bpc, self.last_network_bpc = val_bpc, bits_per_char(plain, int(count))
         if self.logger is None:
             return val_bpc
         c, t = self.counters, self.t
@@ -224,13 +226,16 @@ class Loop:
                       t.sample_temperature, seed=self.cfg.run.seed + c.updates)
         shown = (t.sample_prime.encode() + text).decode("utf-8", errors="replace")
         self.samples.append([c.train_bytes, round(val_bpc, 4), t.sample_temperature, shown])
-        self.logger.log(c.train_bytes, {"losses/val_bpc": val_bpc})
+        self.logger.log(c.train_bytes, {"losses/val_bpc": val_bpc,
+                                        "losses/val_bpc_network": self.last_network_bpc})
         self.logger.log_table(c.train_bytes, "samples", ["tokens", "val_bpc", "temperature",
                                                          "text"], self.samples)
         with (run_dir_of(self.cfg) / "samples.txt").open("a") as f:
             f.write(f"===== {c.train_bytes:,} tokens, validation {val_bpc:.3f} bits/char, "
                     f"temperature {t.sample_temperature} =====\n{shown}\n")
-        print(f"[lm {self.cfg.model.cell}] validation {val_bpc:.3f} bits/char at "
+        alone = (f" ({self.last_network_bpc:.3f} without the cache)"
+                 if self.cfg.cache.size else "")
+        print(f"[lm {self.cfg.model.cell}] validation {val_bpc:.3f} bits/char{alone} at "
               f"{c.train_bytes:,} tokens", flush=True)
         return val_bpc
 
@@ -239,10 +244,12 @@ class Loop:
         return {STEP_KEY: c.train_bytes, "updates": c.updates, "minutes": c.seconds / 60,
                 "losses/train_bpc": self.last_train_bpc,
                 "losses/val_bpc": self.last_val_bpc,
+                "losses/val_bpc_network": self.last_network_bpc,
                 "charts/tokens_per_s": self.session[0] * self.world
                 / max(self.session[1], 1e-9)}
 
     def _state(self) -> dict:
         return {"job": JOB, "model_config": dataclasses.asdict(self.cfg.model),
+                "cache_config": dataclasses.asdict(self.cfg.cache),
                 "model": self.core.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "counters": dataclasses.asdict(self.counters), "corpus": self.cfg.corpus.paths}

@@ -214,7 +214,7 @@ def test_tiny_model_overfits_a_tiny_corpus(dtype):
     # on an AMD host: 0.015 at 200 steps, 0.051 at 300, 0.004 at 400, 0.002 at 500)
     for _ in range(500):
         tbptt.step(optimizer)
-    nats, count = evaluate(model, streams)
+    nats, _, count = evaluate(model, streams)
     assert nats / count < 0.05  # from ln 256 = 5.5 nats per byte to near zero
 
 
@@ -288,11 +288,13 @@ def test_two_worker_run_checkpoints_resumes_and_samples(one_ray, tmp_path, monke
     for i in range(12):
         (corpus / f"f{i}.c").write_bytes(C_SNIPPET.replace(b"64", str(i).encode()) * 4)
     args = ["lm", "train", "run.out_dir=runs", "run.name=tiny", "train.budget_minutes=null",
-            f"corpus.paths=[{corpus}]", "corpus.val_fraction=0.2", *TINY]
+            f"corpus.paths=[{corpus}]", "corpus.val_fraction=0.2", "cache.size=64", *TINY]
     assert main(args + ["train.budget_bytes=6000"]) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["train_bytes"] == 6016  # 47 updates x 2 workers x 4 streams x 16 bytes
     assert math.isfinite(first["val_bpc"]) and first["val_bpc"] < 8.5
+    assert math.isfinite(first["val_bpc_network"])  # scored with and without the cache
+    assert first["val_bpc"] != first["val_bpc_network"]
     assert len(list((run_dir / "tiny").glob("checkpoint_*/state.pt"))) == 2  # num_to_keep
     assert main(args + ["train.budget_bytes=9000"]) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -305,6 +307,9 @@ def test_two_worker_run_checkpoints_resumes_and_samples(one_ray, tmp_path, monke
     out = tmp_path / "sample.txt"
     assert main(["lm", "sample", str(run_dir / "tiny"), "--prime", "#def", "--length", "30",
                  "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"#def") and len(out.read_text()) >= 30
+    assert main(["lm", "sample", str(run_dir / "tiny"), "--prime", "#def", "--length", "30",
+                 "--cache", "--out", str(out)]) == 0  # the run's cache mixed in
     assert out.read_bytes().startswith(b"#def") and len(out.read_text()) >= 30
     assert main(args + ["train.budget_bytes=9000", "model.cell=gru"]) == 2  # a resumed run must keep its model
     assert "trained with another model (model.cell = 'lstm' there" in capsys.readouterr().err
