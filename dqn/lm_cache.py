@@ -64,7 +64,7 @@ class ContinuousCache:
             scores.append(torch.bmm(scaled, hidden.transpose(1, 2)))
             mine = query.T  # (1, T): positions of this chunk's keys
             allowed.append((mine < query) & (mine >= query - self.size))
-            values.append(nexts)
+            values.append(nexts.long())
         if not scores:
             return log_model
         allowed_all = torch.cat(allowed, 1)  # (T, K)
