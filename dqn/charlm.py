@@ -222,9 +222,9 @@ def _cache(cfg: CacheConfig | None) -> ContinuousCache:
 @torch.no_grad()
 def sample(model: CharLM, prime: bytes, length: int, temperature: float, seed: int,
            cache: CacheConfig | None = None) -> bytes:
-    """`length` bytes drawn one at a time from softmax(log p / temperature), p the model's
-    prediction with its cache, after reading `prime` (a newline when empty); the same
-    seed gives the same bytes."""
+    """`length` bytes drawn one at a time from softmax(log p / temperature), p the
+    network's prediction (mixed with `cache` when given), after reading `prime` (a
+    newline when empty); the same seed gives the same bytes."""
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()

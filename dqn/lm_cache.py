@@ -31,8 +31,8 @@ class ContinuousCache:
     def __init__(self, size: int, theta: float, weight: float):
         self.size, self.theta, self.weight = size, theta, weight
         self.keys: torch.Tensor | None = None  # (B, size, H) hidden states
-        self.values = torch.zeros(0, dtype=torch.int64)  # (B, size) the byte after each
-        self.positions = torch.zeros(0, dtype=torch.int64)  # (size,) -1: empty
+        self.values: torch.Tensor | None = None  # (B, size) the byte after each
+        self.positions: torch.Tensor | None = None  # (size,) -1: empty
         self.clock = 0  # position of the next byte pushed
 
     def log_probs(self, hidden: torch.Tensor, logits: torch.Tensor,

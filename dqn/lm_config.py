@@ -50,7 +50,7 @@ class CacheConfig:
     size: int = opt(0, "continuous cache (Grave et al. 2017, dqn/lm_cache.py): how many past "
                     "positions per stream the prediction may copy the next byte from, by "
                     "the likeness of their hidden states to the current one; 0: off. Not "
-                    "trained; used by validation and sampling", lo=0)
+                    "trained; used by validation (and `lm sample --cache`)", lo=0)
     theta: float = opt(0.5, "sharpness of the likeness: an earlier position weighs "
                        "exp(theta h_t . h_i)", lo=0.0)
     weight: float = opt(0.5, "lambda: p = (1 - lambda) p_network + lambda p_cache",

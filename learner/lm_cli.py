@@ -155,5 +155,5 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(f"| {r['cell']} | {r['layers']} x {r['hidden_size']} | "
                      f"{r['parameters']:,} | {r['tokens_per_s']:,} | {r['train_tokens']:,} | "
                      f"{r['minutes']} | {r['val_bpc']:.3f} | "
-                     f"{r.get('val_bpc_network', r['val_bpc']):.3f} |")
+                     f"{r['val_bpc_network']:.3f} |")
     return "\n".join(lines)
