@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dqn.gan_config import AUGMENTATIONS, GanModelConfig
+from dqn.gan_augment import augment_images  # noqa: F401  (re-exported)
+from dqn.gan_config import GanModelConfig
 
 
 def _num_upsamplings(image_size: int) -> int:
@@ -53,11 +54,25 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
+        # g_mean_frame: a learned image per label added before the tanh (the job starts
+        # it at atanh of the label's mean training frame; see start_from_mean_frames)
+        rows = num_classes if cfg.conditional else 1
+        self.base = (nn.Parameter(torch.zeros(rows, 3, image_size, image_size))
+                     if cfg.g_mean_frame else None)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             z = torch.cat([z, self.embed(labels)], dim=1)
-        return self.net(z[:, :, None, None])
+        if self.base is None:
+            return self.net(z[:, :, None, None])
+        base = self.base[labels] if labels is not None and len(self.base) > 1 else self.base[:1]
+        return self.net[-1](self.net[:-1](z[:, :, None, None]) + base)
+
+    @torch.no_grad()
+    def start_from_mean_frames(self, means: torch.Tensor) -> None:
+        """Sets the per-label base images to atanh of `means` (NCHW in [-1, 1], one row
+        per label), clipped to +-0.98 so that black and white stay reachable."""
+        self.base.copy_(torch.atanh(means.clamp(-0.98, 0.98)))
 
 
 class Discriminator(nn.Module):
@@ -286,60 +301,6 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """E ||grad_x D(x)||^2 / 2 over the real batch, differentiable (double backward)."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean() / 2
-
-
-def augment_images(images: torch.Tensor, kind: str) -> torch.Tensor:
-    """Differentiable augmentation of a batch the discriminator is about to see
-    (DiffAugment, Zhao et al. 2020): real and fake batches get the same kind of random
-    transforms, so the discriminator cannot memorize a few thousand frames, while the
-    generator, whose gradient flows through the transforms, still learns unaltered
-    frames. `translation` shifts each image by up to 1/8 of its size, filling with
-    zeros (mid-grey); `cutout` then blanks a random square of half its size; `color`
-    first moves each image's brightness, saturation and contrast at random."""
-    if kind == "none":
-        return images
-    if kind not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {kind!r}")
-    out = _translate(_color(images) if "color" in kind else images, 0.125)
-    if "cutout" in kind:
-        out = _cutout(out, 0.5)
-    return out
-
-
-def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
-    b, _, h, w = x.shape
-    sy, sx = max(1, int(h * ratio)), max(1, int(w * ratio))
-    padded = F.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)   # B, H + 2sy, W + 2sx, C
-    dy = torch.randint(0, 2 * sy + 1, (b, 1, 1), device=x.device)
-    dx = torch.randint(0, 2 * sx + 1, (b, 1, 1), device=x.device)
-    rows = torch.arange(h, device=x.device).view(1, h, 1) + dy
-    cols = torch.arange(w, device=x.device).view(1, 1, w) + dx
-    batch = torch.arange(b, device=x.device).view(b, 1, 1)
-    return padded[batch, rows, cols].permute(0, 3, 1, 2)
-
-
-def _color(x: torch.Tensor) -> torch.Tensor:
-    """DiffAugment's colour transforms on [-1, 1] images: brightness + U(-0.5, 0.5),
-    saturation x U(0, 2) about each pixel's grey, contrast x U(0.5, 1.5) about the
-    image's mean."""
-    b = x.shape[0]
-    u = torch.rand(3, b, 1, 1, 1, device=x.device, dtype=x.dtype)
-    x = x + (u[0] - 0.5)
-    grey = x.mean(dim=1, keepdim=True)
-    x = (x - grey) * (u[1] * 2) + grey
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (u[2] + 0.5) + mean
-
-
-def _cutout(x: torch.Tensor, ratio: float) -> torch.Tensor:
-    b, _, h, w = x.shape
-    ch, cw = int(h * ratio), int(w * ratio)
-    top = torch.randint(0, h - ch + 1, (b, 1, 1), device=x.device)
-    left = torch.randint(0, w - cw + 1, (b, 1, 1), device=x.device)
-    rows = torch.arange(h, device=x.device).view(1, h, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, w)
-    hole = (rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)
-    return x * (~hole).unsqueeze(1).to(x.dtype)
 
 
 def adam(module: nn.Module, lr: float, beta1: float) -> torch.optim.Optimizer:

@@ -16,7 +16,7 @@ from dqn.errors import UserError
 from dqn.frames import FramePlan, check_games
 
 
-AUGMENTATIONS = ("none", "translation", "translation,cutout",  # see dqn.gan.augment_images
+AUGMENTATIONS = ("none", "translation", "translation,cutout",  # see dqn.gan_augment.augment_images
                  "color,translation")
 
 
@@ -77,6 +77,10 @@ class GanModelConfig:
                             "this many times the image minus its class's mean training "
                             "frame, where small moving objects (paddles, ball) stand out "
                             "from the fixed layout; 0: off", lo=0.0)
+    g_mean_frame: bool = opt(False, "the generator draws on its game's mean training "
+                             "frame: a learned image per label, started at that frame, "
+                             "is added before the tanh, so the convolutions need only "
+                             "draw what differs from it (the moving objects)")
 
 
 @dataclass(frozen=True)

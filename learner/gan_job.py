@@ -149,8 +149,12 @@ def _build(cfg: GanConfig, train: FrameSet, state: dict | None
     classes = len(train.names)
     g = Generator(cfg.model, cfg.data.image_size, classes)
     d = Discriminator(cfg.model, cfg.data.image_size, classes)
-    if cfg.model.d_residual and state is None:  # a restored D brings its own
-        d.mean_frames.copy_(class_means(train, cfg.model.conditional))
+    if (cfg.model.d_residual or cfg.model.g_mean_frame) and state is None:
+        means = class_means(train, cfg.model.conditional)  # restored nets bring their own
+        if cfg.model.d_residual:
+            d.mean_frames.copy_(means)
+        if cfg.model.g_mean_frame:
+            g.start_from_mean_frames(means)
     if state is not None:
         g.load_state_dict(state["generator"])
         d.load_state_dict(state["discriminator"])

@@ -78,3 +78,22 @@ def test_residual_channels_with_colour_augmentation_are_refused():
     with pytest.raises(UserError, match="model.d_residual = 2.0.*color,translation"):
         load_config("conditional", ("model.d_residual=2", "train.augment=color,translation"),
                     GanConfig)
+
+
+def test_a_generator_on_mean_frames_starts_at_each_labels_mean_and_learns_it():
+    torch.manual_seed(0)
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, g_mean_frame=True)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    assert g.base.shape == (2, 3, 16, 16)
+    g.start_from_mean_frames(class_means(_frames(), per_class=True))
+    with torch.no_grad():
+        g.net[-2].weight.zero_()   # the convolutions draw nothing: the base alone shows
+    out = g(torch.randn(2, 8), torch.tensor([0, 1])).detach()
+    assert torch.allclose(out[0], torch.tensor(-0.98)) and torch.allclose(out[1], torch.tensor(0.0))
+    before = g.base.detach().clone()
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)), 8,
+               "non_saturating")
+    assert not torch.equal(g.base, before)   # learned with the generator
+    plain = Generator(GanModelConfig(latent_size=8, g_width=4), 16, 2)
+    assert plain.base is None and "base" not in plain.state_dict()

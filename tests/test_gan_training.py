@@ -87,7 +87,7 @@ def test_the_decay_start_is_checked():
 
 
 def test_colour_augmentation_moves_brightness_saturation_and_contrast_per_image():
-    from dqn.gan import _color, augment_images
+    from dqn.gan_augment import _color, augment_images
 
     torch.manual_seed(0)
     flat = torch.full((64, 3, 8, 8), 0.25)
