@@ -224,7 +224,7 @@ class GanParts(NamedTuple):
 def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
                latent_size: int, g_loss: str, augment: str = "none",
                r1_weight: float = 0.0, codes: int = 0, code_weight: float = 1.0,
-               pack: int = 1, joint: bool = False) -> StepStats:
+               pack: int = 1, joint: bool = False, mode_seeking: float = 0.0) -> StepStats:
     """One discriminator update, then one generator update, on a batch in [-1, 1].
 
     `augment` names the differentiable augmentation applied to every image the
@@ -236,7 +236,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     `code_weight` times the mean squared error joins both losses (InfoGAN's
     continuous codes, Chen et al. 2016): the generator must draw its noise visibly.
     With `joint`, D sees the real and the fake batch in one pass in both steps, so its
-    batch norm normalizes them together (see `_discriminate`)."""
+    batch norm normalizes them together (see `_discriminate`). With `mode_seeking` > 0
+    the second half of the fakes repeats the first half's labels with other noise, and
+    that multiple of `mode_seeking_loss` joins the generator's loss (MSGAN)."""
     g, d, opt_g, opt_d = parts
     # D's residual channels before the augmentation, so a shift moves them with the image
     with_residual = getattr(d, "module", d).with_residual
@@ -244,15 +246,20 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
         order = labels.argsort(stable=True)
         real, labels = real[order], labels[order]
     z = torch.randn(real.shape[0], latent_size, device=real.device)
-    fake = with_residual(g(z, labels), labels)
+    half = real.shape[0] // 2 if mode_seeking > 0 else 0
+    pairs = torch.arange(real.shape[0], device=real.device)
+    pairs[half:2 * half] = pairs[:half]   # fake i + half: label i, other noise
+    fake_labels = None if labels is None else labels[pairs]
+    drawn = g(z, fake_labels)
+    fake = with_residual(drawn, fake_labels)
     # D step: real and fake in separate batches, so batch norm never mixes them (DCGAN).
     opt_d.zero_grad(set_to_none=True)
     if r1_weight > 0:
         real = real.detach().requires_grad_(True)
     real_in = with_residual(real, labels)
     real_logits, fake_logits, code_d = _discriminate(
-        d, augment_images(real_in, augment), augment_images(fake.detach(), augment), labels,
-        z[:, :codes], joint)
+        d, augment_images(real_in, augment), augment_images(fake.detach(), augment),
+        (labels, fake_labels), z[:, :codes], joint)
     loss_d = discriminator_loss(real_logits, fake_logits) + code_weight * code_d
     if r1_weight > 0:
         loss_d = loss_d + r1_weight * r1_penalty(real_logits, real)
@@ -261,9 +268,11 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
     beside = augment_images(real_in.detach(), augment) if joint else None
-    _, logits, code_g = _discriminate(d, beside, augment_images(fake, augment), labels,
-                                      z[:, :codes], joint)
+    _, logits, code_g = _discriminate(d, beside, augment_images(fake, augment),
+                                      (labels, fake_labels), z[:, :codes], joint)
     loss_g = generator_loss(logits, g_loss) + code_weight * code_g
+    if half:
+        loss_g = loss_g + mode_seeking * mode_seeking_loss(drawn, z, half)
     loss_g.backward()
     opt_g.step()
     return StepStats(loss_d.item(), loss_g.item(),
@@ -271,25 +280,37 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
                      torch.sigmoid(fake_logits).mean().item(), code_g.item())
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, half: int) -> torch.Tensor:
+    """MSGAN's term (Mao et al. 2019) for fakes i and i + half, drawn for one label from
+    two noise vectors: 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|). It is large when
+    different noise gives the same image, so lowering it spreads a label's samples."""
+    apart = (fake[:half] - fake[half:2 * half]).abs().float().mean()
+    return (z[:half] - z[half:2 * half]).abs().mean() / (apart + 1e-5)
+
+
 def _discriminate(d: nn.Module, real: torch.Tensor | None, fake: torch.Tensor,
-                  labels: torch.Tensor | None, codes: torch.Tensor, joint: bool
+                  labels: tuple[torch.Tensor | None, torch.Tensor | None],
+                  codes: torch.Tensor, joint: bool
                   ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """D's logits for the real batch (None when not given) and the fake one, and the mean
     squared error of its reading of `codes` from the fakes (zero when there are none).
+    `labels` holds the real batch's labels and the fake batch's.
 
     Apart (DCGAN), real and fake go through D in passes of their own, so batch norm
     normalizes each by its own statistics and a feature's level shared by one whole
     batch (a paddle in every real frame, none in the fakes) is taken out. Joint, one
     pass over both batches shares the statistics and keeps that difference."""
     read_codes = codes.shape[1] > 0
+    real_labels, labels = labels
     if joint:
-        out = d(torch.cat([real, fake]), None if labels is None else labels.repeat(2),
+        out = d(torch.cat([real, fake]),
+                None if labels is None else torch.cat([real_labels, labels]),
                 codes=read_codes)
         logits, read = out if read_codes else (out, None)
         real_logits, fake_logits = logits.chunk(2)
         read = None if read is None else read.chunk(2)[1]
     else:
-        real_logits = None if real is None else d(real, labels)
+        real_logits = None if real is None else d(real, real_labels)
         out = d(fake, labels, codes=read_codes)
         fake_logits, read = out if read_codes else (out, None)
     code = (F.mse_loss(read, codes) if read is not None

@@ -114,6 +114,11 @@ class GanTrainConfig:
     code_weight: float = opt(1.0, "weight of the code loss, the mean squared error of "
                              "the discriminator's reading of model.latent_codes, in both "
                              "networks' losses", lo=0.0)
+    mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. "
+                              "2019): the fakes come in pairs of one label and two noise "
+                              "vectors, and the generator's loss gains this times "
+                              "1 / (|G(z1) - G(z2)| / |z1 - z2|), so samples of a game "
+                              "must differ as their noise does; 0: off", lo=0.0)
     ema_decay: float = opt(0.999, "samples, scores and `gan sample` use an exponential "
                            "moving average of the generator's weights with this decay per "
                            "update; 0 uses the live generator", lo=0.0, hi=0.99999)
@@ -167,6 +172,9 @@ class GanConfig(ConfigRoot):
         if self.model.d_residual and "color" in self.train.augment:
             raise UserError(f"config model.d_residual = {self.model.d_residual} needs "
                             f"train.augment without colour (got {self.train.augment!r})")
+        if self.train.mode_seeking and self.model.pack > 1:
+            raise UserError(f"config train.mode_seeking = {self.train.mode_seeking} needs "
+                            f"model.pack = 1 (got {self.model.pack})")
         per_worker = self.train.batch_size // self.ray.num_workers
         if per_worker % self.model.pack:
             raise UserError(f"config model.pack = {self.model.pack} must divide the batch "

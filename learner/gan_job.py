@@ -99,7 +99,8 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
                                    labels.to(device) if cfg.model.conditional else None,
                                    cfg.model.latent_size, t.g_loss, t.augment, r1,
                                    cfg.model.latent_codes, t.code_weight, cfg.model.pack,
-                                   joint=cfg.model.d_norm == "batch_joint")
+                                   joint=cfg.model.d_norm == "batch_joint",
+                                   mode_seeking=t.mode_seeking)
             updates += 1
             if ema is not None:
                 ema.update(_unwrap(parts.generator))

@@ -172,9 +172,9 @@ def test_joint_batch_norm_judges_real_and_fake_in_one_pass_with_shared_statistic
     from dqn.gan import _discriminate
     no_codes = torch.zeros(8, 0)
     other = torch.rand(8, 3, 16, 16) * 2 - 1
-    joint = [_discriminate(d, real, fake, labels, no_codes, True)[0]
+    joint = [_discriminate(d, real, fake, (labels, labels), no_codes, True)[0]
              for fake in (torch.zeros_like(real), other)]
-    apart = [_discriminate(d, real, fake, labels, no_codes, False)[0]
+    apart = [_discriminate(d, real, fake, (labels, labels), no_codes, False)[0]
              for fake in (torch.zeros_like(real), other)]
     assert not torch.allclose(joint[0], joint[1]) and torch.equal(apart[0], apart[1])
 
@@ -192,3 +192,28 @@ def test_a_projection_discriminator_takes_the_label_in_its_logit_not_as_a_plane(
         want = d.net[-1](d.net[:-1](x)).view(-1) + features @ d.project.weight[label]
         torch.testing.assert_close(d(x, labels), want)
     assert not torch.allclose(d(x, torch.tensor([0, 0])), d(x, torch.tensor([1, 1])))
+
+
+def test_mode_seeking_pairs_fakes_by_label_and_punishes_alike_pairs():
+    from dqn.errors import UserError
+    from dqn.gan import mode_seeking_loss
+    from dqn.schema import load_config
+
+    z = torch.randn(8, 4)
+    same = torch.zeros(8, 3, 4, 4)
+    apart = torch.cat([torch.zeros(4, 3, 4, 4), torch.ones(4, 3, 4, 4)])
+    assert mode_seeking_loss(same, z, 4) > 1e3 * mode_seeking_loss(apart, z, 4)
+    torch.manual_seed(0)
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4)
+    g, d = Generator(cfg, 16, 3), Discriminator(cfg, 16, 3)
+    seen = []
+    g.register_forward_hook(lambda m, args, out: seen.append(args[1].clone()))
+    before = g.net[0].weight.detach().clone()
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+    labels = torch.tensor([0, 1, 2, 2, 1, 0, 1])
+    stats = train_step(parts, torch.rand(7, 3, 16, 16) * 2 - 1, labels, 8,
+                       "non_saturating", mode_seeking=1.0)
+    assert seen[0].tolist() == [0, 1, 2, 0, 1, 2, 1]   # 3 pairs of one label, and one
+    assert not torch.equal(g.net[0].weight, before) and stats.loss_g > 0
+    with pytest.raises(UserError, match="train.mode_seeking = 1.0 needs model.pack = 1"):
+        load_config("conditional", ("train.mode_seeking=1", "model.pack=2"), GanConfig)
