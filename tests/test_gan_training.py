@@ -135,7 +135,7 @@ def test_the_pack_must_divide_the_batch():
     from dqn.schema import load_config
 
     with pytest.raises(UserError, match="model.pack = 3"):
-        load_config("conditional", ("model.pack=3",), GanConfig)
+        load_config("conditional", ("model.pack=3", "train.mode_seeking=0"), GanConfig)
 
 
 def test_a_budget_stops_before_the_epoch_that_would_not_fit():
