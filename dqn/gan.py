@@ -65,8 +65,7 @@ class Generator(nn.Module):
             z = torch.cat([z, self.embed(labels)], dim=1)
         if self.base is None:
             return self.net(z[:, :, None, None])
-        base = self.base[labels] if labels is not None and len(self.base) > 1 else self.base[:1]
-        return self.net[-1](self.net[:-1](z[:, :, None, None]) + base)
+        return self.net[-1](self.net[:-1](z[:, :, None, None]) + per_label(self.base, labels))
 
     @torch.no_grad()
     def start_from_mean_frames(self, means: torch.Tensor) -> None:
@@ -155,9 +154,14 @@ class Discriminator(nn.Module):
         """Adds d_residual x (image - its class's mean frame) as 3 channels, once (0: off)."""
         if not self.residual or images.shape[1] != 3:
             return images
-        rows = self.mean_frames.to(images.dtype)
-        mean = rows[labels] if labels is not None and len(rows) > 1 else rows[:1]
+        mean = per_label(self.mean_frames.to(images.dtype), labels)
         return torch.cat([images, self.residual * (images - mean)], dim=1)
+
+
+def per_label(rows: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Each label's row of `rows` (one row per label), or the single row when there is
+    one (unconditional models keep one)."""
+    return rows[labels] if labels is not None and len(rows) > 1 else rows[:1]
 
 
 def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -247,9 +251,9 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
         real, labels = real[order], labels[order]
     z = torch.randn(real.shape[0], latent_size, device=real.device)
     half = real.shape[0] // 2 if mode_seeking > 0 else 0
-    pairs = torch.arange(real.shape[0], device=real.device)
-    pairs[half:2 * half] = pairs[:half]   # fake i + half: label i, other noise
-    fake_labels = None if labels is None else labels[pairs]
+    fake_labels = labels
+    if half and labels is not None:   # fake i + half: label i, other noise
+        fake_labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
     drawn = g(z, fake_labels)
     fake = with_residual(drawn, fake_labels)
     # D step: real and fake in separate batches, so batch norm never mixes them (DCGAN).
