@@ -3,10 +3,11 @@
 No image dataset can be downloaded here, but the emulator renders as many real game
 frames as we like. `build_frames` plays each game (random actions, or ε-greedy from
 one of our DQN checkpoints for that game), keeps every k-th env step's RGB screen
-resized to a square (cv2 INTER_AREA, the usual choice for shrinking, or nearest:
-see RESIZE), and labels it by game. The result is cached as one .npz keyed by every
-setting that changes it, so a rerun (or a Ray Train worker reading it by absolute
-path) reuses it; the same seed gives the same frames.
+resized to a square (cv2 INTER_AREA, the usual choice for shrinking; nearest; or
+salient, which keeps small objects such as a ball: see RESIZE), and labels it by
+game. The result is cached as one .npz keyed by every setting that changes it, so a
+rerun (or a Ray Train worker reading it by absolute path) reuses it; the same seed
+gives the same frames.
 
 `load_image_folder` reads a user's own data: one sub-folder per class (the label),
 png or jpg files inside.
@@ -51,9 +52,13 @@ class FramePlan(NamedTuple):
 # How a 210x160 screen shrinks to image_size squares. area (cv2 INTER_AREA) averages
 # the pixels each output pixel covers: smooth, but a 4-pixel paddle or a 2-pixel ball
 # becomes one pixel of a blend of its colour and the background's. nearest keeps one
-# screen pixel per output pixel: jagged edges, but every object that is hit keeps its
-# own palette colour at full contrast.
-RESIZE = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
+# screen pixel per output pixel: jagged edges; an object that is hit keeps its own
+# palette colour at full contrast, but one between two sampled pixels is dropped.
+# salient looks at every screen pixel an output pixel covers and keeps the one whose
+# colour is rarest on that screen: a patch of field stays field, a patch that
+# holds any part of a ball, a paddle or a sprite takes that object's colour at full
+# contrast, so no object is blended away or dropped (small ones grow to whole pixels).
+RESIZE = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST, "salient": None}
 
 
 def check_games(games: Sequence[str]) -> None:
@@ -141,7 +146,31 @@ def _play(game: str, index: int, plan: FramePlan, policy: torch.nn.Module | None
 
 
 def resize(rgb: np.ndarray, size: int, method: str = "area") -> np.ndarray:
+    if method == "salient":
+        return _salient(rgb, size)
     return cv2.resize(rgb, (size, size), interpolation=RESIZE[method])
+
+
+def _block_index(length: int, size: int) -> np.ndarray:
+    """(size, k): the source indices each output index covers, the last repeated to k."""
+    starts = np.arange(size) * length // size
+    ends = np.maximum((np.arange(size) + 1) * length // size, starts + 1)
+    k = int((ends - starts).max())
+    return np.minimum(starts[:, None] + np.arange(k), ends[:, None] - 1)
+
+
+def _salient(rgb: np.ndarray, size: int) -> np.ndarray:
+    rows, cols = _block_index(rgb.shape[0], size), _block_index(rgb.shape[1], size)
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) \
+        | rgb[..., 2]
+    _, where, count = np.unique(packed, return_inverse=True, return_counts=True)
+    rarity = -count[where.reshape(packed.shape)]                  # fewer pixels: rarer
+    block = (rows[:, :, None, None], cols[None, None, :, :])      # (S, kr, S, kc)
+    pick = rarity[block].transpose(0, 2, 1, 3).reshape(size, size, -1).argmax(-1)
+    kc = cols.shape[1]
+    y = np.take_along_axis(rows, pick // kc, 1)                   # y[i, j] = rows[i, .]
+    x = np.take_along_axis(cols, (pick % kc).T, 1).T              # x[i, j] = cols[j, .]
+    return rgb[y, x]
 
 
 def _load_policies(plan: FramePlan) -> dict[str, torch.nn.Module]:

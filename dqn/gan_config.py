@@ -30,9 +30,10 @@ class GanDataConfig:
     image_size: int = opt(64, "frames are resized to image_size x image_size RGB",
                           choices=(16, 32, 64, 128))
     resize: str = opt("area", "how screens shrink to image_size: area (averaging: small "
-                      "objects blend into the background) or nearest (one screen pixel "
-                      "each: small objects keep their colour; dqn/frames.py)",
-                      choices=("area", "nearest"))
+                      "objects blend into the background), nearest (one screen pixel "
+                      "each: small objects keep their colour or vanish) or salient (the "
+                      "pixel that stands out of each patch: no object lost; "
+                      "dqn/frames.py)", choices=("area", "nearest", "salient"))
     dqn_checkpoints: tuple[str, ...] = opt((), "DQN checkpoints whose games are played "
                                            "eps-greedily; other games play random actions")
     dqn_eps: float = opt(0.05, "epsilon of the DQN policies", lo=0.0, hi=1.0)
