@@ -58,7 +58,8 @@ class FramePlan(NamedTuple):
 # colour is rarest on that screen: a patch of field stays field, a patch that
 # holds any part of a ball, a paddle or a sprite takes that object's colour at full
 # contrast, so no object is blended away or dropped (small ones grow to whole pixels).
-RESIZE = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST, "salient": None}
+# The cv2 methods by name; salient is our own (_salient).
+RESIZE = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
 
 
 def check_games(games: Sequence[str]) -> None:
