@@ -139,10 +139,12 @@ class GanQualityConfig:
     classifier_width: int = opt(16, "channels of the classifier's first conv", lo=1)
     samples: int = opt(1000, "generated images scored per evaluation, and frames in "
                        "each held-out half (capped by half the held-out frames)", lo=8)
-    keep_best: bool = opt(True, "keep the generator of the evaluated epoch whose "
-                          "samples are closest (CFD) to held-out half A; `gan sample` "
-                          "and `gan score` use it (--last: the last epoch's), and its "
-                          "numbers on half B are printed beside the last epoch's")
+    splits: int = opt(20, "random splits of the held-out frames into two halves: the "
+                      "real-vs-real baseline and every CFD are means over them", lo=1)
+    keep_best: bool = opt(True, "keep the generator of the evaluated epoch whose second "
+                          "draw of samples (noise of its own) has the lowest CFD; `gan "
+                          "sample` and `gan score` use it (--last: the last epoch's), and "
+                          "its numbers are printed beside the last epoch's")
     every_epochs: int = opt(1, "epochs between quality evaluations (the last always "
                             "runs)", lo=1)
 

@@ -9,10 +9,11 @@ A small CNN learns to tell the games apart on the real training frames. It gives
       CFD = |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)).
   This is FID's formula in *this classifier's* feature space, not the Inception FID:
   compare it only with the real-vs-real baseline computed the same way, the CFD
-  between two disjoint halves of the held-out real frames.
+  between two disjoint halves of the held-out real frames (the mean over many random
+  splits: see Judge).
 
-Both halves have the same size and so has the generated set, drawn for the same games
-as half B: the Fréchet distance of a finite sample is biased upward by fewer samples.
+Both halves have the same size and so has the generated set, drawn for the same games:
+the Fréchet distance of a finite sample is biased upward by fewer samples.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class Quality(NamedTuple):
     heldout_accuracy: float      # classifier on held-out real frames
     conditional_accuracy: float  # samples called the game they were drawn for (nan if
                                  # unconditional)
-    cfd: float                   # generated vs held-out real (half B)
-    cfd_real_baseline: float     # held-out real half A vs half B
+    cfd: float                   # generated vs held-out real half B (mean over splits)
+    cfd_real_baseline: float     # held-out real half A vs half B (mean over splits)
     # class name (or "all" when unconditional) -> (real, generated) pixel spread
     spread: dict[str, tuple[float, float]] | None = None
 
@@ -112,97 +113,136 @@ def predict(model: GameClassifier, images: torch.Tensor, batch: int = 500
     return feats.double().numpy(), model.head(feats).argmax(1).numpy()
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to the rows of `a` and of `b`.
+class Gaussian(NamedTuple):
+    mean: np.ndarray
+    cov: np.ndarray
+    root: np.ndarray   # the symmetric square root of cov
 
-    Tr((S_a S_b)^(1/2)) = sum of sqrt(eigenvalues of S_a^(1/2) S_b S_a^(1/2)), a
+
+def fit_gaussian(feats: np.ndarray) -> Gaussian:
+    cov = np.cov(feats, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov)
+    return Gaussian(feats.mean(0), cov, (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T)
+
+
+def frechet(a: Gaussian, b: Gaussian) -> float:
+    """Tr((S_a S_b)^(1/2)) = sum of sqrt(eigenvalues of S_a^(1/2) S_b S_a^(1/2)), a
     symmetric PSD matrix, so no general matrix square root is needed."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    vals, vecs = np.linalg.eigh(s_a)
-    root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * cross)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(a.root @ b.cov @ a.root), 0, None)).sum()
+    return float(((a.mean - b.mean) ** 2).sum() + np.trace(a.cov) + np.trace(b.cov)
+                 - 2 * cross)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of `a` and of `b`."""
+    return frechet(fit_gaussian(a), fit_gaussian(b))
+
+
+def balanced_halves(labels: np.ndarray, classes: int, per_class: int, splits: int,
+                    seed: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """`splits` random splits of the indices of `labels` into two disjoint halves with
+    the same number of entries of every class (`per_class`, as far as half a class
+    allows). Returns the labels every half holds, in order, and the (A, B) pairs."""
+    rng = np.random.default_rng(seed)
+    pools = [np.flatnonzero(labels == label) for label in range(classes)]
+    counts = [min(per_class, len(pool) // 2) for pool in pools]
+    halves = []
+    for _ in range(splits):
+        shuffled = [rng.permutation(pool) for pool in pools]
+        halves.append(tuple(np.concatenate([idx[start * k:(start + 1) * k]
+                                            for idx, k in zip(shuffled, counts)])
+                            for start in (0, 1)))
+    return np.repeat(np.arange(len(pools)), counts), halves
 
 
 class Judge:
-    """The classifier plus two disjoint halves A and B of the held-out real frames.
+    """The classifier, and `splits` random splits of the held-out real frames into two
+    disjoint halves A and B with the same number of frames of every class (`samples` in
+    all, as far as the held-out frames allow: with games this different, a few frames'
+    imbalance would otherwise dominate the distance through the mean term).
 
-    The halves hold the same number of frames of every class (`samples` in all, as
-    far as the held-out frames allow): with games this different, a few frames'
-    imbalance between two sets would otherwise dominate the distance through the
-    mean term. Conditional samples are drawn for B's labels, so they match it too."""
+    The baseline is the mean over the splits of the CFD from A to B, and a generator's
+    CFD the mean over the splits of its samples' CFD to B, the samples drawn for the
+    games a half holds and as many. One split is not enough: a few rare frames (space
+    invaders' hold most of the features' spread) land in one half or the other, and the
+    CFD of one split swings up to 15x from split to split (docs/gan.md)."""
 
-    def __init__(self, model: GameClassifier, heldout: FrameSet, seed: int, samples: int):
+    def __init__(self, model: GameClassifier, heldout: FrameSet, seed: int, samples: int,
+                 splits: int = 20):
         self.model = model
         feats, predicted = predict(model, nchw(heldout.images))
         self.heldout_accuracy = float((predicted == heldout.labels).mean())
-        rng = np.random.default_rng(seed)
         classes = len(heldout.names)
-        per_class = max(1, samples // classes)
-        half_a, half_b = [], []
-        for label in range(classes):
-            idx = rng.permutation(np.flatnonzero(heldout.labels == label))
-            k = min(per_class, len(idx) // 2)
-            half_a.append(idx[:k])
-            half_b.append(idx[k:2 * k])
-        half_a = rng.permutation(np.concatenate(half_a))
-        half_b = rng.permutation(np.concatenate(half_b))
-        self.feats_a, self.feats_b = feats[half_a], feats[half_b]
-        self.images_a, self.labels_a = heldout.images[half_a], heldout.labels[half_a]
-        self.labels_b = heldout.labels[half_b]  # the games to draw samples for
-        self.baseline = frechet_distance(self.feats_a, self.feats_b)
+        self.labels, self.halves = balanced_halves(
+            np.asarray(heldout.labels), classes, max(1, samples // classes), splits, seed)
+        self.images = heldout.images
+        self._b = [fit_gaussian(feats[b]) for _, b in self.halves]
+        real = np.array([frechet(fit_gaussian(feats[a]), gb)
+                         for (a, _), gb in zip(self.halves, self._b)])
+        self.baseline, self.baseline_splits = float(real.mean()), real
         self.names = heldout.names
-        images_b = heldout.images[half_b]
-        self.spread_b = {"all": pixel_spread(images_b)}
-        self.spread_b.update({name: pixel_spread(images_b[self.labels_b == label])
-                              for label, name in enumerate(self.names)})
+        images_b = heldout.images[self.halves[0][1]]
+        labels_b = heldout.labels[self.halves[0][1]]
+        self.spread_real = {"all": pixel_spread(images_b)}
+        self.spread_real.update({name: pixel_spread(images_b[labels_b == label])
+                                 for label, name in enumerate(self.names)})
+
+    def distance(self, feats: np.ndarray) -> float:
+        """The mean over the splits of the CFD from `feats` to half B."""
+        g = fit_gaussian(feats)
+        return float(np.mean([frechet(gb, g) for gb in self._b]))
 
     def score(self, generated: torch.Tensor, labels: np.ndarray | None) -> Quality:
-        """`generated`: uint8 NCHW samples, as many as half B holds, drawn for the games
-        in `labels_b` (`labels` None: an unconditional model chose its own games)."""
+        """`generated`: uint8 NCHW samples, one for each entry of `self.labels`, drawn
+        for those games (`labels` None: an unconditional model chose its own games)."""
         feats, predicted = predict(self.model, generated)
         cond = float("nan") if labels is None else float((predicted == labels).mean())
         if labels is None:   # the model chose its games: only the spread of the whole set
-            spread = {"all": (self.spread_b["all"], pixel_spread(generated))}
+            spread = {"all": (self.spread_real["all"], pixel_spread(generated))}
         else:                # per game: samples drawn for it against its real frames
             mine = [torch.from_numpy(labels == label) for label in range(len(self.names))]
-            spread = {name: (self.spread_b[name], pixel_spread(generated[mine[label]]))
+            spread = {name: (self.spread_real[name], pixel_spread(generated[mine[label]]))
                       for label, name in enumerate(self.names)}
-        return Quality(self.heldout_accuracy, cond, frechet_distance(feats, self.feats_b),
-                       self.baseline, spread)
+        return Quality(self.heldout_accuracy, cond, self.distance(feats), self.baseline,
+                       spread)
 
     def selection_cfd(self, generated: torch.Tensor) -> float:
-        """The CFD of samples drawn for half A's games (as many as it holds) to half A:
-        the number a run picks its best generator by, so that the one it reports, on
-        half B, is not the luckiest of many draws against B itself."""
-        return frechet_distance(predict(self.model, generated)[0], self.feats_a)
+        """The CFD of a second draw of samples (noise of its own): the number a run picks
+        its best generator by, so that the one it reports is not the luckiest of many
+        draws of the same noise."""
+        return self.distance(predict(self.model, generated)[0])
 
 
 def references(judge: Judge, train: FrameSet, seed: int) -> dict[str, float]:
-    """The CFD to half B of frame sets made from real frames, each with B's games: the
-    scale to read a model's CFD on. Half A itself is the baseline; the training frames
-    are what a model that copied its data would score; the others spoil half A a little
-    (a 1-pixel shift, noise of 4 grey levels, a Gaussian blur of 1 pixel) or collapse
-    it (every frame of a game its mean frame, or one real frame repeated)."""
+    """The CFD to half B of frame sets made from real frames, each with B's games,
+    averaged over the judge's splits: the scale to read a model's CFD on. Half A itself
+    is the baseline; the training frames are what a model that copied its data would
+    score; the others spoil half A a little (a 1-pixel shift, noise of 4 grey levels, a
+    Gaussian blur of 1 pixel) or collapse it (every frame of a game its mean frame, or
+    one real frame repeated)."""
     rng = np.random.default_rng(seed)
-    a, labels = judge.images_a, judge.labels_a
-    games = [np.flatnonzero(labels == label) for label in range(len(judge.names))]
-    copied = np.concatenate([rng.choice(np.flatnonzero(train.labels == label), len(idx),
-                                        replace=len(idx) > (train.labels == label).sum())
-                             for label, idx in enumerate(games)])
-    mean_frames, one_frame = a.copy(), a.copy()
-    for idx in games:
-        if len(idx):
-            mean_frames[idx] = a[idx].mean(0).round().astype(np.uint8)
-            one_frame[idx] = a[idx[0]]
-    noisy = np.clip(a + rng.normal(0.0, 4.0, a.shape).round(), 0, 255).astype(np.uint8)
-    sets = {"half A (the baseline)": a, "training frames": train.images[copied],
-            "half A shifted 1 px": np.roll(a, 1, axis=2), "half A + noise of 4/255": noisy,
-            "half A blurred 1 px": blurred(a, sigma=1.0),
-            "per-game mean frame": mean_frames, "one real frame per game": one_frame}
-    return {name: frechet_distance(predict(judge.model, nchw(images))[0], judge.feats_b)
-            for name, images in sets.items()}
+    totals = {"half A (the baseline)": judge.baseline}
+    for (half_a, _), gb in zip(judge.halves, judge._b):
+        a, labels = judge.images[half_a], judge.labels
+        games = [np.flatnonzero(labels == label) for label in range(len(judge.names))]
+        copied = np.concatenate([
+            rng.choice(np.flatnonzero(train.labels == label), len(idx),
+                       replace=len(idx) > (train.labels == label).sum())
+            for label, idx in enumerate(games)])
+        mean_frames, one_frame = a.copy(), a.copy()
+        for idx in games:
+            if len(idx):
+                mean_frames[idx] = a[idx].mean(0).round().astype(np.uint8)
+                one_frame[idx] = a[idx[0]]
+        noisy = np.clip(a + rng.normal(0.0, 4.0, a.shape).round(), 0, 255).astype(np.uint8)
+        sets = {"training frames": train.images[copied],
+                "half A shifted 1 px": np.roll(a, 1, axis=2),
+                "half A + noise of 4/255": noisy, "half A blurred 1 px": blurred(a, 1.0),
+                "per-game mean frame": mean_frames, "one real frame per game": one_frame}
+        for name, images in sets.items():
+            cfd = frechet(gb, fit_gaussian(predict(judge.model, nchw(images))[0]))
+            totals[name] = totals.get(name, 0.0) + cfd / len(judge.halves)
+    return totals
 
 
 def blurred(images_nhwc: np.ndarray, sigma: float) -> np.ndarray:

@@ -115,15 +115,19 @@ def train(cfg: GanConfig, files: DataFiles) -> dict[str, float]:
 
 
 def calibrate(cfg: GanConfig, files: DataFiles) -> dict[str, dict[str, float]]:
-    """gan_quality.references on the run's own judge and halves: CFD and ratio of each."""
+    """gan_quality.references on the run's own judge and splits: CFD and ratio of each."""
     from dqn.frames import load_frames, split_heldout
     from dqn.gan_quality import Judge, load_judge, references
 
     train_frames, heldout = split_heldout(load_frames(Path(files.frames)),
                                           cfg.data.heldout_fraction, cfg.run.seed)
-    judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed, cfg.quality.samples)
-    return {name: {"cfd": cfd, "ratio": cfd / judge.baseline}
-            for name, cfd in references(judge, train_frames, cfg.run.seed).items()}
+    judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed,
+                  cfg.quality.samples, cfg.quality.splits)
+    refs = references(judge, train_frames, cfg.run.seed)
+    splits = judge.baseline_splits
+    refs.update({f"half A, the closest of {len(splits)} splits": float(splits.min()),
+                 f"half A, the farthest of {len(splits)} splits": float(splits.max())})
+    return {name: {"cfd": cfd, "ratio": cfd / judge.baseline} for name, cfd in refs.items()}
 
 
 def _load_gan(path: Path, last: bool = False) -> tuple[GanConfig, Generator, dict]:
@@ -195,7 +199,7 @@ def score(path: Path, last: bool = False) -> dict[str, float]:
     _, heldout = split_heldout(load_frames(Path(files["frames"])),
                                cfg.data.heldout_fraction, cfg.run.seed)
     judge = Judge(load_judge(Path(files["judge"])), heldout, cfg.run.seed,
-                  cfg.quality.samples)
+                  cfg.quality.samples, cfg.quality.splits)
     quality = score_generator(cfg, judge, g)
     return {"epoch": state["epoch"], "g_updates": state["g_updates"],
             "drawn_epoch": state["drawn_epoch"], **quality.metrics()}

@@ -247,11 +247,11 @@ class _Lead:
         self.logger = MetricLogger(self.run_dir, cfg.to_dict(), group="gan", job_type="gan",
                                    name=cfg.run.name, resume=state is not None,
                                    step_key=STEP_KEY)
-        # The best generator so far by its CFD to held-out half A (quality.keep_best).
+        # The best generator so far by the CFD of its second draw (quality.keep_best).
         self.best: dict | None = (state or {}).get("best")
         self.best_weights: dict | None = (state or {}).get("generator_best")
         self.judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed,
-                           cfg.quality.samples)
+                           cfg.quality.samples, cfg.quality.splits)
         self.names = heldout.names
         self.grid_z, self.grid_labels = fixed_inputs(cfg, len(self.names),
                                                      cfg.train.grid_images)
@@ -284,8 +284,9 @@ class _Lead:
 
     def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float]
                 ) -> dict[str, float]:
-        """Keep `g` when its samples are the closest yet to half A; the best epoch's
-        numbers (scored on half B, which took no part in the choice) as `best/...`."""
+        """Keep `g` when its second draw of samples is the closest yet to the real
+        frames; the best epoch's numbers (from the first draw, which took no part in the
+        choice) as `best/...`."""
         chosen = selection_cfd(self.cfg, self.judge, g)
         if self.best is None or chosen < self.best["selection_cfd"]:
             self.best = {"epoch": epoch, "selection_cfd": chosen, "metrics": dict(metrics)}
@@ -303,16 +304,16 @@ class _Lead:
 
 def score_generator(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> Quality:
     """The quality numbers of `g`, from the same noise every time (seed + 1), drawn for
-    the same games as held-out half B, in its order (see dqn.gan_quality)."""
-    labels = judge.labels_b
+    the games each held-out half holds, in its order (see dqn.gan_quality)."""
+    labels = judge.labels
     return judge.score(_drawn(cfg, g, labels, cfg.run.seed + 1),
                        labels if cfg.model.conditional else None)
 
 
 def selection_cfd(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> float:
-    """The CFD to held-out half A of samples drawn for A's games from noise of its own
-    (seed + 2): what the best generator of a run is chosen by."""
-    return judge.selection_cfd(_drawn(cfg, g, judge.labels_a, cfg.run.seed + 2))
+    """The CFD of samples drawn from noise of their own (seed + 2): what the best
+    generator of a run is chosen by."""
+    return judge.selection_cfd(_drawn(cfg, g, judge.labels, cfg.run.seed + 2))
 
 
 def _drawn(cfg: GanConfig, g: torch.nn.Module, labels: np.ndarray, seed: int
@@ -347,15 +348,15 @@ def format_quality(metrics: dict[str, float]) -> str:
                for key, real in metrics.items() if key.startswith("spread/real/")]
     line += f"  pixel spread real/samples: {', '.join(spreads)}" if spreads else ""
     if "quality/selection_cfd" in metrics:
-        line += (f"  CFD to half A {metrics['quality/selection_cfd']:.4g}"
+        line += (f"  CFD of a second draw {metrics['quality/selection_cfd']:.4g}"
                  f" (best: epoch {int(metrics['best/epoch'])})")
     return line
 
 
 def format_best(metrics: dict[str, float]) -> str:
-    """The kept generator's line: its epoch, what chose it, its numbers on half B."""
-    return (f"epoch {int(metrics['best/epoch'])}, chosen by its CFD to held-out half A "
-            f"({metrics['best/selection_cfd']:.4g}); on half B: CFD "
+    """The kept generator's line: its epoch, what chose it, its numbers."""
+    return (f"epoch {int(metrics['best/epoch'])}, chosen by the CFD of a second draw "
+            f"({metrics['best/selection_cfd']:.4g}); CFD "
             f"{metrics['best/quality/cfd']:.4g}, CFD / real-vs-real "
             f"{metrics['best/quality/cfd_ratio']:.4g}"
             + (f", conditional acc {metrics['best/quality/conditional_acc']:.4g}"

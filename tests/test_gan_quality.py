@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from dqn.gan_quality import frechet_distance, image_grid, pixel_spread
+from dqn.frames import FrameSet
+from dqn.gan_quality import (Judge, balanced_halves, frechet_distance,
+                             image_grid, nchw, pixel_spread, predict,
+                             train_classifier)
 from learner.cli import main
 
 
@@ -26,6 +29,37 @@ def test_frechet_distance_sees_a_change_of_spread():
     expected = np.trace(s) + (feats.mean(0) ** 2).sum()
     assert frechet_distance(feats, feats * 2) == pytest.approx(expected, rel=1e-9)
     assert expected == pytest.approx(3.0, rel=0.05)
+
+
+def test_balanced_halves_are_disjoint_hold_every_class_alike_and_differ_by_split():
+    labels = np.array([0] * 9 + [1] * 30 + [2] * 4)
+    games, halves = balanced_halves(labels, 4, per_class=6, splits=5, seed=0)
+    # class 0 gives 4 a half (9 // 2), class 1 the 6 asked, class 2 two, class 3 none
+    assert games.tolist() == [0] * 4 + [1] * 6 + [2] * 2
+    for a, b in halves:
+        assert not set(a) & set(b)
+        assert labels[a].tolist() == labels[b].tolist() == games.tolist()
+    assert len({tuple(a) for a, _ in halves}) == 5
+
+
+def test_judge_averages_its_splits_and_scores_real_frames_near_the_baseline():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8)
+    images[60:] //= 4                                   # class 1 darker
+    heldout = FrameSet(images, np.repeat([0, 1], 60), ("light", "dark"))
+    model = train_classifier(heldout, updates=40, width=4, seed=0)
+    judge = Judge(model, heldout, seed=3, samples=40, splits=6)
+    feats = predict(model, nchw(images))[0]
+    each = [frechet_distance(feats[a], feats[b]) for a, b in judge.halves]
+    assert judge.baseline == pytest.approx(np.mean(each)) and len(set(each)) == 6
+    # a set of other real frames of the same games scores about the baseline; one frame
+    # per game repeated is far
+    a0 = judge.halves[0][0]
+    real = judge.score(nchw(images[a0]), judge.labels)
+    assert real.conditional_accuracy == 1.0 and 0.3 < real.ratio < 3
+    one = images[a0].copy()
+    one[judge.labels == 0], one[judge.labels == 1] = images[0], images[60]
+    assert judge.score(nchw(one), judge.labels).ratio > 5 * real.ratio
 
 
 def test_pixel_spread_is_zero_for_copies_and_grows_with_difference():
@@ -56,8 +90,12 @@ def test_calibrate_scores_real_frames_spoilt_or_collapsed_against_the_baseline(
     refs = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(refs) == ["half A (the baseline)", "training frames", "half A shifted 1 px",
                           "half A + noise of 4/255", "half A blurred 1 px",
-                          "per-game mean frame", "one real frame per game"]
+                          "per-game mean frame", "one real frame per game",
+                          "half A, the closest of 20 splits",
+                          "half A, the farthest of 20 splits"]
     assert refs["half A (the baseline)"]["ratio"] == pytest.approx(1.0)
+    assert (refs["half A, the closest of 20 splits"]["ratio"] < 1
+            < refs["half A, the farthest of 20 splits"]["ratio"])
     # a set with no spread within a game is far from real frames that have some
     assert refs["one real frame per game"]["ratio"] > 3
     assert refs["per-game mean frame"]["ratio"] > 3
