@@ -139,7 +139,7 @@ class GanQualityConfig:
     classifier_width: int = opt(16, "channels of the classifier's first conv", lo=1)
     samples: int = opt(1000, "generated images scored per evaluation, and frames in "
                        "each held-out half (capped by half the held-out frames)", lo=8)
-    splits: int = opt(20, "random splits of the held-out frames into two halves: the "
+    splits: int = opt(200, "random splits of the held-out frames into two halves: the "
                       "real-vs-real baseline and every CFD are means over them", lo=1)
     keep_best: bool = opt(True, "keep the generator of the evaluated epoch whose second "
                           "draw of samples (noise of its own) has the lowest CFD; `gan "

@@ -168,14 +168,14 @@ class Judge:
     CFD of one split swings up to 15x from split to split (docs/gan.md)."""
 
     def __init__(self, model: GameClassifier, heldout: FrameSet, seed: int, samples: int,
-                 splits: int = 20):
+                 splits: int = 200):
         self.model = model
         feats, predicted = predict(model, nchw(heldout.images))
         self.heldout_accuracy = float((predicted == heldout.labels).mean())
         classes = len(heldout.names)
         self.labels, self.halves = balanced_halves(
             np.asarray(heldout.labels), classes, max(1, samples // classes), splits, seed)
-        self.images = heldout.images
+        self.images, self.heldout_labels, self.feats = heldout.images, heldout.labels, feats
         self._b = [fit_gaussian(feats[b]) for _, b in self.halves]
         real = np.array([frechet(fit_gaussian(feats[a]), gb)
                          for (a, _), gb in zip(self.halves, self._b)])
@@ -218,31 +218,37 @@ def references(judge: Judge, train: FrameSet, seed: int) -> dict[str, float]:
     averaged over the judge's splits: the scale to read a model's CFD on. Half A itself
     is the baseline; the training frames are what a model that copied its data would
     score; the others spoil half A a little (a 1-pixel shift, noise of 4 grey levels, a
-    Gaussian blur of 1 pixel) or collapse it (every frame of a game its mean frame, or
-    one real frame repeated)."""
+    Gaussian blur of 1 pixel) or collapse it (every frame of a game its game's mean
+    held-out frame, or one real frame repeated). Each spoilt pool is judged once and
+    each split takes its half A's rows."""
     rng = np.random.default_rng(seed)
-    totals = {"half A (the baseline)": judge.baseline}
+    pool, labels = judge.images, judge.heldout_labels
+    noisy = np.clip(pool + rng.normal(0.0, 4.0, pool.shape).round(), 0, 255).astype(np.uint8)
+    means = np.stack([pool[labels == label].mean(0).round().astype(np.uint8)
+                      for label in range(len(judge.names))])
+    feats = {name: predict(judge.model, nchw(images))[0] for name, images in (
+        ("half A shifted 1 px", np.roll(pool, 1, axis=2)), ("half A + noise of 4/255", noisy),
+        ("half A blurred 1 px", blurred(pool, 1.0)))}
+    train_feats = predict(judge.model, nchw(train.images))[0]
+    mean_feats = predict(judge.model, nchw(means))[0]
+    games = [np.flatnonzero(judge.labels == label) for label in range(len(judge.names))]
+    names = ["training frames", *feats, "per-game mean frame", "one real frame per game"]
+    totals = dict.fromkeys(names, 0.0)
     for (half_a, _), gb in zip(judge.halves, judge._b):
-        a, labels = judge.images[half_a], judge.labels
-        games = [np.flatnonzero(labels == label) for label in range(len(judge.names))]
         copied = np.concatenate([
             rng.choice(np.flatnonzero(train.labels == label), len(idx),
                        replace=len(idx) > (train.labels == label).sum())
             for label, idx in enumerate(games)])
-        mean_frames, one_frame = a.copy(), a.copy()
+        one = half_a.copy()
         for idx in games:
-            if len(idx):
-                mean_frames[idx] = a[idx].mean(0).round().astype(np.uint8)
-                one_frame[idx] = a[idx[0]]
-        noisy = np.clip(a + rng.normal(0.0, 4.0, a.shape).round(), 0, 255).astype(np.uint8)
-        sets = {"training frames": train.images[copied],
-                "half A shifted 1 px": np.roll(a, 1, axis=2),
-                "half A + noise of 4/255": noisy, "half A blurred 1 px": blurred(a, 1.0),
-                "per-game mean frame": mean_frames, "one real frame per game": one_frame}
-        for name, images in sets.items():
-            cfd = frechet(gb, fit_gaussian(predict(judge.model, nchw(images))[0]))
-            totals[name] = totals.get(name, 0.0) + cfd / len(judge.halves)
-    return totals
+            one[idx] = half_a[idx[0]] if len(idx) else one[idx]
+        sets = {"training frames": train_feats[copied],
+                **{name: f[half_a] for name, f in feats.items()},
+                "per-game mean frame": mean_feats[judge.labels],
+                "one real frame per game": judge.feats[one]}
+        for name, f in sets.items():
+            totals[name] += frechet(gb, fit_gaussian(f)) / len(judge.halves)
+    return {"half A (the baseline)": judge.baseline, **totals}
 
 
 def blurred(images_nhwc: np.ndarray, sigma: float) -> np.ndarray:

@@ -91,11 +91,11 @@ def test_calibrate_scores_real_frames_spoilt_or_collapsed_against_the_baseline(
     assert list(refs) == ["half A (the baseline)", "training frames", "half A shifted 1 px",
                           "half A + noise of 4/255", "half A blurred 1 px",
                           "per-game mean frame", "one real frame per game",
-                          "half A, the closest of 20 splits",
-                          "half A, the farthest of 20 splits"]
+                          "half A, the closest of 200 splits",
+                          "half A, the farthest of 200 splits"]
     assert refs["half A (the baseline)"]["ratio"] == pytest.approx(1.0)
-    assert (refs["half A, the closest of 20 splits"]["ratio"] < 1
-            < refs["half A, the farthest of 20 splits"]["ratio"])
+    assert (refs["half A, the closest of 200 splits"]["ratio"] < 1
+            < refs["half A, the farthest of 200 splits"]["ratio"])
     # a set with no spread within a game is far from real frames that have some
     assert refs["one real frame per game"]["ratio"] > 3
     assert refs["per-game mean frame"]["ratio"] > 3
