@@ -1,0 +1,56 @@
+"""How much the real-vs-real CFD moves with the split of the held-out frames.
+
+    python docs/gan_split_spread.py runs/NAME [runs/NAME ...] [--draws 8]
+
+For each run's frames and judge: the CFD between the two halves of one random split
+(30 splits: min, median, max), and the mean over 20 and over 200 splits, each for
+`--draws` split seeds (min and max). One JSON line a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dqn.frames import load_frames, split_heldout
+from dqn.gan_quality import (balanced_halves, fit_gaussian, frechet, load_judge, nchw,
+                             predict)
+from learner.gan_cli import _load_gan
+
+
+def split_cfds(feats: np.ndarray, labels: np.ndarray, classes: int, per_class: int,
+               splits: int, seed: int) -> np.ndarray:
+    _, halves = balanced_halves(labels, classes, per_class, splits, seed)
+    return np.array([frechet(fit_gaussian(feats[a]), fit_gaussian(feats[b]))
+                     for a, b in halves])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--draws", type=int, default=8)
+    args = parser.parse_args()
+    for run in args.runs:
+        cfg, _, state = _load_gan(run)
+        _, held = split_heldout(load_frames(Path(state["files"]["frames"])),
+                                cfg.data.heldout_fraction, cfg.run.seed)
+        feats = predict(load_judge(Path(state["files"]["judge"])), nchw(held.images))[0]
+        classes = len(held.names)
+        per_class = max(1, cfg.quality.samples // classes)
+        one = split_cfds(feats, held.labels, classes, per_class, 30, 1000)
+        row = {"run": str(run), "seed": cfg.run.seed,
+               "one split (min, median, max of 30)": [round(float(v), 4) for v in (
+                   one.min(), np.median(one), one.max())]}
+        for splits in (20, 200):
+            means = [split_cfds(feats, held.labels, classes, per_class, splits, d).mean()
+                     for d in range(args.draws)]
+            row[f"mean of {splits} (min, max of {args.draws})"] = [
+                round(float(min(means)), 4), round(float(max(means)), 4)]
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
