@@ -141,6 +141,9 @@ class GanQualityConfig:
                        "each held-out half (capped by half the held-out frames)", lo=8)
     splits: int = opt(200, "random splits of the held-out frames into two halves: the "
                       "real-vs-real baseline and every CFD are means over them", lo=1)
+    draws: int = opt(8, "independent draws of `samples` generated images the reported "
+                     "CFD is the mean over (the kept generator is chosen by one more)",
+                     lo=1)
     keep_best: bool = opt(True, "keep the generator of the evaluated epoch whose second "
                           "draw of samples (noise of its own) has the lowest CFD; `gan "
                           "sample` and `gan score` use it (--last: the last epoch's), and "

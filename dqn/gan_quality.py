@@ -192,19 +192,25 @@ class Judge:
         g = fit_gaussian(feats)
         return float(np.mean([frechet(gb, g) for gb in self._b]))
 
-    def score(self, generated: torch.Tensor, labels: np.ndarray | None) -> Quality:
-        """`generated`: uint8 NCHW samples, one for each entry of `self.labels`, drawn
-        for those games (`labels` None: an unconditional model chose its own games)."""
-        feats, predicted = predict(self.model, generated)
-        cond = float("nan") if labels is None else float((predicted == labels).mean())
+    def score(self, draws: list[torch.Tensor], labels: np.ndarray | None) -> Quality:
+        """`draws`: independent sets of uint8 NCHW samples, each one for every entry of
+        `self.labels`, drawn for those games (`labels` None: an unconditional model chose
+        its own games). The CFD is the mean over draws and splits: one draw of 1,000 is
+        as uncertain as one split, a few odd samples weighing on it (docs/gan.md)."""
+        scored = [predict(self.model, generated) for generated in draws]
+        generated = torch.cat(draws)
+        predicted = np.concatenate([p for _, p in scored])
         if labels is None:   # the model chose its games: only the spread of the whole set
+            cond = float("nan")
             spread = {"all": (self.spread_real["all"], pixel_spread(generated))}
         else:                # per game: samples drawn for it against its real frames
+            labels = np.tile(labels, len(draws))
+            cond = float((predicted == labels).mean())
             mine = [torch.from_numpy(labels == label) for label in range(len(self.names))]
             spread = {name: (self.spread_real[name], pixel_spread(generated[mine[label]]))
                       for label, name in enumerate(self.names)}
-        return Quality(self.heldout_accuracy, cond, self.distance(feats), self.baseline,
-                       spread)
+        cfd = float(np.mean([self.distance(feats) for feats, _ in scored]))
+        return Quality(self.heldout_accuracy, cond, cfd, self.baseline, spread)
 
     def selection_cfd(self, generated: torch.Tensor) -> float:
         """The CFD of a second draw of samples (noise of its own): the number a run picks

@@ -303,11 +303,13 @@ class _Lead:
 
 
 def score_generator(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> Quality:
-    """The quality numbers of `g`, from the same noise every time (seed + 1), drawn for
-    the games each held-out half holds, in its order (see dqn.gan_quality)."""
+    """The quality numbers of `g`, from the same noise every time (`quality.draws` sets,
+    seeds + 1, + 3, ...), drawn for the games each held-out half holds, in its order
+    (see dqn.gan_quality)."""
     labels = judge.labels
-    return judge.score(_drawn(cfg, g, labels, cfg.run.seed + 1),
-                       labels if cfg.model.conditional else None)
+    draws = [_drawn(cfg, g, labels, cfg.run.seed + 1 + 2 * i)
+             for i in range(cfg.quality.draws)]
+    return judge.score(draws, labels if cfg.model.conditional else None)
 
 
 def selection_cfd(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> float:

@@ -390,7 +390,7 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
                    "'seaquest'", "pong, breakout")
     chosen = [r["quality/selection_cfd"] for r in map(json.loads, (
         run / "metrics.jsonl").read_text().splitlines()) if "quality/selection_cfd" in r]
-    # the kept generator: the epoch closest to half A, carried across the resume
+    # the kept generator: the lowest second-draw CFD, carried across the resume
     assert first["best/epoch"] == 1 and second["best/epoch"] == 1 + np.argmin(chosen)
     for flag, epoch, cfd in ((["--last"], 2, second["quality/cfd"]), ([], second[
             "best/epoch"], second["best/quality/cfd"])):  # the kept one by default

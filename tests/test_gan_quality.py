@@ -55,11 +55,15 @@ def test_judge_averages_its_splits_and_scores_real_frames_near_the_baseline():
     # a set of other real frames of the same games scores about the baseline; one frame
     # per game repeated is far
     a0 = judge.halves[0][0]
-    real = judge.score(nchw(images[a0]), judge.labels)
+    real = judge.score([nchw(images[a0])], judge.labels)
     assert real.conditional_accuracy == 1.0 and 0.3 < real.ratio < 3
     one = images[a0].copy()
     one[judge.labels == 0], one[judge.labels == 1] = images[0], images[60]
-    assert judge.score(nchw(one), judge.labels).ratio > 5 * real.ratio
+    assert judge.score([nchw(one)], judge.labels).ratio > 5 * real.ratio
+    # two draws: the mean of their CFDs; the conditional accuracy of all samples
+    both = judge.score([nchw(images[a0]), nchw(one)], judge.labels)
+    assert both.cfd == pytest.approx((real.cfd + judge.score([nchw(one)], judge.labels).cfd)
+                                     / 2)
 
 
 def test_pixel_spread_is_zero_for_copies_and_grows_with_difference():
