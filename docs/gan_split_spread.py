@@ -16,16 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dqn.frames import load_frames, split_heldout
-from dqn.gan_quality import (balanced_halves, fit_gaussian, frechet, load_judge, nchw,
-                             predict)
+from dqn.gan_quality import Judge, load_judge
 from learner.gan_cli import _load_gan
-
-
-def split_cfds(feats: np.ndarray, labels: np.ndarray, classes: int, per_class: int,
-               splits: int, seed: int) -> np.ndarray:
-    _, halves = balanced_halves(labels, classes, per_class, splits, seed)
-    return np.array([frechet(fit_gaussian(feats[a]), fit_gaussian(feats[b]))
-                     for a, b in halves])
 
 
 def main() -> None:
@@ -37,16 +29,17 @@ def main() -> None:
         cfg, _, state = _load_gan(run)
         _, held = split_heldout(load_frames(Path(state["files"]["frames"])),
                                 cfg.data.heldout_fraction, cfg.run.seed)
-        feats = predict(load_judge(Path(state["files"]["judge"])), nchw(held.images))[0]
-        classes = len(held.names)
-        per_class = max(1, cfg.quality.samples // classes)
-        one = split_cfds(feats, held.labels, classes, per_class, 30, 1000)
+        model = load_judge(Path(state["files"]["judge"]))
+
+        def splits_of(splits: int, seed: int) -> np.ndarray:
+            return Judge(model, held, seed, cfg.quality.samples, splits).baseline_splits
+
+        one = splits_of(30, 1000)
         row = {"run": str(run), "seed": cfg.run.seed,
                "one split (min, median, max of 30)": [round(float(v), 4) for v in (
                    one.min(), np.median(one), one.max())]}
         for splits in (20, 200):
-            means = [split_cfds(feats, held.labels, classes, per_class, splits, d).mean()
-                     for d in range(args.draws)]
+            means = [splits_of(splits, d).mean() for d in range(args.draws)]
             row[f"mean of {splits} (min, max of {args.draws})"] = [
                 round(float(min(means)), 4), round(float(max(means)), 4)]
         print(json.dumps(row), flush=True)

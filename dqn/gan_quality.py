@@ -247,7 +247,8 @@ def references(judge: Judge, train: FrameSet, seed: int) -> dict[str, float]:
             for label, idx in enumerate(games)])
         one = half_a.copy()
         for idx in games:
-            one[idx] = half_a[idx[0]] if len(idx) else one[idx]
+            if len(idx):
+                one[idx] = half_a[idx[0]]
         sets = {"training frames": train_feats[copied],
                 **{name: f[half_a] for name, f in feats.items()},
                 "per-game mean frame": mean_feats[judge.labels],

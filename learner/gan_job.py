@@ -247,7 +247,7 @@ class _Lead:
         self.logger = MetricLogger(self.run_dir, cfg.to_dict(), group="gan", job_type="gan",
                                    name=cfg.run.name, resume=state is not None,
                                    step_key=STEP_KEY)
-        # The best generator so far by the CFD of its second draw (quality.keep_best).
+        # The best generator so far by the CFD of its selection draw (quality.keep_best).
         self.best: dict | None = (state or {}).get("best")
         self.best_weights: dict | None = (state or {}).get("generator_best")
         self.judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed,
@@ -284,9 +284,9 @@ class _Lead:
 
     def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float]
                 ) -> dict[str, float]:
-        """Keep `g` when its second draw of samples is the closest yet to the real
-        frames; the best epoch's numbers (from the first draw, which took no part in the
-        choice) as `best/...`."""
+        """Keep `g` when its selection draw of samples is the closest yet to the real
+        frames; the best epoch's numbers (from the report draws, which took no part in
+        the choice) as `best/...`."""
         chosen = selection_cfd(self.cfg, self.judge, g)
         if self.best is None or chosen < self.best["selection_cfd"]:
             self.best = {"epoch": epoch, "selection_cfd": chosen, "metrics": dict(metrics)}
