@@ -120,6 +120,11 @@ class GanTrainConfig:
                               "vectors, and the generator's loss gains this times "
                               "1 / (|G(z1) - G(z2)| / |z1 - z2|), so samples of a game "
                               "must differ as their noise does; 0: off", lo=0.0)
+    game_weights: tuple[float, ...] = opt((), "one weight per game (label), in "
+                                          "data.games' order: each epoch holds the games "
+                                          "in these shares of the frames, its length "
+                                          "unchanged, so a game that is hard to draw gets "
+                                          "more updates; empty: every frame once an epoch")
     ema_decay: float = opt(0.999, "samples, scores and `gan sample` use an exponential "
                            "moving average of the generator's weights with this decay per "
                            "update; 0 uses the live generator", lo=0.0, hi=0.99999)
@@ -181,6 +186,12 @@ class GanConfig(ConfigRoot):
         if self.train.mode_seeking and self.model.pack > 1:
             raise UserError(f"config train.mode_seeking = {self.train.mode_seeking} needs "
                             f"model.pack = 1 (got {self.model.pack})")
+        weights = self.train.game_weights
+        if weights and min(weights) <= 0:
+            raise UserError(f"config train.game_weights = {list(weights)} must all be > 0")
+        if weights and self.data.image_folder is None and len(weights) != len(self.data.games):
+            raise UserError(f"config train.game_weights = {list(weights)} needs one weight "
+                            f"per game of data.games ({len(self.data.games)})")
         per_worker = self.train.batch_size // self.ray.num_workers
         if per_worker % self.model.pack:
             raise UserError(f"config model.pack = {self.model.pack} must divide the batch "

@@ -212,6 +212,27 @@ class Judge:
         cfd = float(np.mean([self.distance(feats) for feats, _ in scored]))
         return Quality(self.heldout_accuracy, cond, cfd, self.baseline, spread)
 
+    def game_copied(self, feats: list[np.ndarray], game: int, copies: np.ndarray,
+                    seed: int, subsets: int = 16) -> float:
+        """The CFD of the draws' features `feats` (rows in the order of `self.labels`)
+        with the rows of `game` swapped for features of that game's training frames
+        (`copies`, `subsets` random subsets a draw, each without replacement; which
+        frames are taken moves the CFD as much as which split does): the CFD the
+        generator would score if it drew that game as well as a copy of its data does.
+        The game whose swap lowers the CFD most is the one that carries the distance."""
+        rng = np.random.default_rng(seed)
+        mine = self.labels == game
+        if int(mine.sum()) > len(copies):
+            raise ValueError(f"{int(mine.sum())} rows of game {game} to swap, "
+                             f"{len(copies)} copies")
+        swapped = []
+        for f in feats:
+            for _ in range(subsets):
+                f = f.copy()
+                f[mine] = copies[rng.choice(len(copies), int(mine.sum()), replace=False)]
+                swapped.append(self.distance(f))
+        return float(np.mean(swapped))
+
     def selection_cfd(self, generated: torch.Tensor) -> float:
         """The CFD of a second draw of samples (noise of its own): the number a run picks
         its best generator by, so that the one it reports is not the luckiest of many

@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, default=0, help="noise seed")
     score = cmds.add_parser("score", help="quality numbers of a checkpoint (JSON)")
     score.add_argument("checkpoint", metavar="RUN_DIR_OR_STATE")
+    score.add_argument("--by-game", action="store_true", help="also the CFD ratio with "
+                       "each game's samples swapped for copies of its training frames: "
+                       "the game whose swap lowers it most carries the distance")
     for p in (sample, score):
         p.add_argument("--last", action="store_true", help="the last epoch's generator "
                        "instead of the one the run kept as its best (quality.keep_best)")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(sample(Path(args.checkpoint), args.game, args.n, Path(args.out), args.seed,
                      args.last))
     else:
-        print(json.dumps(score(Path(args.checkpoint), args.last)))
+        print(json.dumps(score(Path(args.checkpoint), args.last, args.by_game)))
     return 0
 
 
@@ -96,6 +99,15 @@ def prepare(cfg: GanConfig, progress: bool = True) -> DataFiles:
 
     frames = dataset_file(cfg.frame_plan(), cfg.data.image_folder,
                           Path(cfg.data.cache_dir), progress)
+    weights = cfg.train.game_weights
+    if weights and cfg.data.image_folder is not None:
+        import numpy as np
+
+        with np.load(frames) as data:
+            classes = len(data["names"])
+        if len(weights) != classes:
+            raise UserError(f"config train.game_weights = {list(weights)} needs one weight "
+                            f"per class of {cfg.data.image_folder!r} ({classes})")
     judge = judge_file(frames, cfg.data.heldout_fraction, cfg.run.seed,
                        cfg.quality.classifier_updates, cfg.quality.classifier_width)
     return DataFiles(str(frames), str(judge))
@@ -183,23 +195,37 @@ def sample(path: Path, game: str | None, n: int, out: Path, seed: int,
     return write_png(image_grid(images, columns=int(np.ceil(np.sqrt(n)))), out)
 
 
-def score(path: Path, last: bool = False) -> dict[str, float]:
+def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, float]:
     """The quality numbers of a checkpoint's generator (see `_load_gan`), judged on its
-    own held-out frames; `drawn_epoch` names the epoch whose weights were scored."""
+    own held-out frames; `drawn_epoch` names the epoch whose weights were scored. With
+    `by_game`, also `by_game/NAME`: the CFD ratio with that game's samples swapped for
+    copies of its training frames (`Judge.game_copied`)."""
     from dqn.frames import load_frames, split_heldout
-    from dqn.gan_quality import Judge, load_judge
-    from learner.gan_job import score_generator
+    from dqn.gan_quality import Judge, load_judge, nchw, predict
+    from learner.gan_job import generator_draws
 
     cfg, g, state = _load_gan(path, last)
+    if by_game and not cfg.model.conditional:
+        raise UserError("--by-game needs a conditional model: this one "
+                        "(model.conditional=false) chooses its own games")
     files = state["files"]
     for kind in ("frames", "judge"):
         if not Path(files[kind]).is_file():
             raise UserError(f"the checkpoint's {kind} file {files[kind]!r} is gone; rerun "
                             f"`raydqn gan data` with the run's config to rebuild it")
-    _, heldout = split_heldout(load_frames(Path(files["frames"])),
-                               cfg.data.heldout_fraction, cfg.run.seed)
+    train, heldout = split_heldout(load_frames(Path(files["frames"])),
+                                   cfg.data.heldout_fraction, cfg.run.seed)
     judge = Judge(load_judge(Path(files["judge"])), heldout, cfg.run.seed,
                   cfg.quality.samples, cfg.quality.splits)
-    quality = score_generator(cfg, judge, g)
-    return {"epoch": state["epoch"], "g_updates": state["g_updates"],
-            "drawn_epoch": state["drawn_epoch"], **quality.metrics()}
+    draws = generator_draws(cfg, judge, g)
+    quality = judge.score(draws, judge.labels if cfg.model.conditional else None)
+    out = {"epoch": state["epoch"], "g_updates": state["g_updates"],
+           "drawn_epoch": state["drawn_epoch"], **quality.metrics()}
+    if by_game:
+        feats = [predict(judge.model, d)[0] for d in draws]
+        copies = predict(judge.model, nchw(train.images))[0]
+        for label, name in enumerate(judge.names):
+            cfd = judge.game_copied(feats, label, copies[train.labels == label],
+                                    cfg.run.seed)
+            out[f"by_game/{name}"] = cfd / judge.baseline
+    return out

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from dqn.frames import FrameSet, load_frames, split_heldout
+from dqn.frames import FrameSet, GameWeightedSampler, load_frames, split_heldout
 from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, StepStats, adam,
                      generate, to_unit, train_step)
 from dqn.gan_config import GanConfig, GanTrainConfig
@@ -225,8 +225,10 @@ def _loader(cfg: GanConfig, train: FrameSet) -> tuple[DataLoader, DistributedSam
     dataset = TensorDataset(nchw(train.images), torch.from_numpy(train.labels))
     # Our own sampler (prepare_data_loader keeps a DistributedSampler it is given),
     # so shuffling follows run.seed and set_epoch on every worker count.
-    sampler = DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
-                                 shuffle=True, seed=cfg.run.seed, drop_last=True)
+    sampler = (GameWeightedSampler(train.labels, cfg.train.game_weights, world_size(),
+                                   rank(), cfg.run.seed) if cfg.train.game_weights else
+               DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
+                                  shuffle=True, seed=cfg.run.seed, drop_last=True))
     per_worker = cfg.train.batch_size // world_size()
     loader = DataLoader(dataset, batch_size=per_worker, sampler=sampler, drop_last=True)
     return ray.train.torch.prepare_data_loader(loader, move_to_device=False), sampler
@@ -303,13 +305,17 @@ class _Lead:
 
 
 def score_generator(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> Quality:
-    """The quality numbers of `g`, from the same noise every time (`quality.draws` sets,
-    seeds + 1, + 3, ...), drawn for the games each held-out half holds, in its order
-    (see dqn.gan_quality)."""
-    labels = judge.labels
-    draws = [_drawn(cfg, g, labels, cfg.run.seed + 1 + 2 * i)
-             for i in range(cfg.quality.draws)]
-    return judge.score(draws, labels if cfg.model.conditional else None)
+    """The quality numbers of `g` (see dqn.gan_quality) from `generator_draws`."""
+    return judge.score(generator_draws(cfg, judge, g),
+                       judge.labels if cfg.model.conditional else None)
+
+
+def generator_draws(cfg: GanConfig, judge: Judge, g: torch.nn.Module
+                    ) -> list[torch.Tensor]:
+    """`quality.draws` sets of samples of `g` from the same noise every time (seeds + 1,
+    + 3, ...), drawn for the games each held-out half holds, in its order."""
+    return [_drawn(cfg, g, judge.labels, cfg.run.seed + 1 + 2 * i)
+            for i in range(cfg.quality.draws)]
 
 
 def selection_cfd(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> float:

@@ -321,6 +321,12 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
     one_line_error(capsys, ["gan", "sample", str(tmp_path / "empty")], "no checkpoint")
     torch.save({"job": "lm", "weights": {}}, tmp_path / "lm.pt")
     one_line_error(capsys, ["gan", "sample", str(tmp_path / "lm.pt")], "'lm' job")
+    plain = load_config("dcgan", ("model.g_width=4", "data.image_size=16"), GanConfig)
+    torch.save({"job": "gan", "config": plain.to_dict(), "names": ["pong", "breakout"],
+                "generator": Generator(plain.model, 16, 2).state_dict(), "epoch": 1},
+               tmp_path / "plain.pt")
+    one_line_error(capsys, ["gan", "score", str(tmp_path / "plain.pt"), "--by-game"],
+                   "--by-game needs a conditional model")
     one_line_error(capsys, ["gan", "train", "train.batch_size=5", "ray.num_workers=2"],
                    "train.batch_size = 5")
     one_line_error(capsys, ["gan", "train", "model.latent_codes=101"], "latent_codes = 101")
@@ -345,7 +351,8 @@ TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_siz
         "ray.num_workers=2", "ray.cpus_per_worker=0.5", "run.name=tiny",
         # the stabilizers under DDP too: R1's double backward, augmentation, the spread
         "train.r1_gamma=1.0", "train.r1_every=2", "train.augment=translation,cutout",
-        "model.minibatch_std=true", "model.latent_codes=2"]
+        "model.minibatch_std=true", "model.latent_codes=2",
+        "train.game_weights=[1,2]"]  # the game-weighted sampler, sharded over 2 workers
 
 
 @pytest.fixture(scope="module")
@@ -397,3 +404,8 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
         assert main(["gan", "score", str(run), *flag]) == 0
         scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert scored["drawn_epoch"] == epoch and scored["quality/cfd"] == pytest.approx(cfd)
+    assert main(["gan", "score", str(run), "--by-game"]) == 0
+    by_game = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert by_game["quality/cfd"] == pytest.approx(second["best/quality/cfd"])
+    assert {"by_game/pong", "by_game/breakout"} <= set(by_game)
+    assert all(np.isfinite(by_game[f"by_game/{g}"]) for g in ("pong", "breakout"))

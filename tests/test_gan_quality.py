@@ -66,6 +66,28 @@ def test_judge_averages_its_splits_and_scores_real_frames_near_the_baseline():
                                      / 2)
 
 
+def test_copying_the_game_a_generator_draws_badly_takes_most_of_its_distance_away():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (240, 16, 16, 3), dtype=np.uint8)
+    labels = np.tile(np.repeat([0, 1], 60), 2)          # held-out frames, then copies
+    images[labels == 1] //= 4                           # class 1 darker
+    heldout = FrameSet(images[:120], labels[:120], ("light", "dark"))
+    model = train_classifier(heldout, updates=40, width=4, seed=0)
+    judge = Judge(model, heldout, seed=3, samples=40, splits=6)
+    copies = predict(model, nchw(images[120:]))[0]      # other frames of the same games
+    a0 = judge.halves[0][0]
+    drawn = images[a0].copy()
+    drawn[judge.labels == 0] = images[0]                # game 0 collapsed to one frame
+    feats = [predict(model, nchw(drawn))[0]]
+    bad = judge.score([nchw(drawn)], judge.labels).cfd
+    fixed = judge.game_copied(feats, 0, copies[labels[120:] == 0], seed=0)
+    other = judge.game_copied(feats, 1, copies[labels[120:] == 1], seed=0)
+    # the bad game copied: about the real-vs-real distance; the good game copied: not
+    assert fixed < 1.5 * judge.baseline < bad / 3 and other > bad / 2
+    with pytest.raises(ValueError, match="3 copies"):
+        judge.game_copied(feats, 0, copies[:3], seed=0)
+
+
 def test_pixel_spread_is_zero_for_copies_and_grows_with_difference():
     same = np.full((5, 4, 4, 3), 77, np.uint8)
     assert pixel_spread(same) == 0.0 and pixel_spread(same[:1]) == 0.0

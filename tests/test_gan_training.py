@@ -138,6 +138,41 @@ def test_the_pack_must_divide_the_batch():
         load_config("conditional", ("model.pack=3", "train.mode_seeking=0"), GanConfig)
 
 
+def test_game_weights_set_each_games_share_of_an_epoch_and_keep_its_length():
+    import numpy as np
+
+    from dqn.frames import GameWeightedSampler
+
+    labels = np.repeat([0, 1, 2], [40, 40, 20])         # 100 frames, a small third game
+    drawn = []
+    for rank in (0, 1):
+        sampler = GameWeightedSampler(labels, (1.0, 0.5, 2.0), 2, rank, seed=3)
+        sampler.set_epoch(4)
+        drawn.append(list(sampler))
+    assert len(drawn[0]) == len(drawn[1]) == len(sampler) == 50
+    picked = labels[drawn[0] + drawn[1]]
+    # masses 40, 20, 40 of 100: 40 / 20 / 40 frames; the third game's 20 twice over
+    assert np.bincount(picked).tolist() == [40, 20, 40]
+    assert set(np.flatnonzero(labels == 2)) <= set(drawn[0] + drawn[1])
+    again = GameWeightedSampler(labels, (1.0, 0.5, 2.0), 2, 0, seed=3)
+    again.set_epoch(4)
+    assert list(again) == drawn[0]                      # the seed and epoch fix the order
+    again.set_epoch(5)
+    assert list(again) != drawn[0]
+    with pytest.raises(ValueError, match="one positive weight per label"):
+        GameWeightedSampler(labels, (1.0, 1.0), 1, 0, seed=0)
+
+
+def test_game_weights_are_checked():
+    from dqn.errors import UserError
+    from dqn.schema import load_config
+
+    with pytest.raises(UserError, match=r"game_weights = \[1.0, 2.0\] needs one weight per game"):
+        load_config("conditional", ("train.game_weights=[1,2]",), GanConfig)
+    with pytest.raises(UserError, match=r"game_weights = \[1.0, 0.0, 1.0, 1.0\] must all be > 0"):
+        load_config("conditional", ("train.game_weights=[1,0,1,1]",), GanConfig)
+
+
 def test_a_budget_stops_before_the_epoch_that_would_not_fit():
     from learner.gan_job import planned_epochs
 
