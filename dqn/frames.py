@@ -290,9 +290,10 @@ class GameWeightedSampler(torch.utils.data.DistributedSampler):
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
         picks = []
         for pool, count in zip(self.pools, self.counts):
-            passes = -(-count // len(pool)) if len(pool) else 0
-            picks += [torch.cat([pool[torch.randperm(len(pool), generator=gen)]
-                                 for _ in range(passes)])[:count]] if passes else []
+            if count:  # a game without frames has no mass, so no count
+                passes = -(-count // len(pool))
+                picks.append(torch.cat([pool[torch.randperm(len(pool), generator=gen)]
+                                        for _ in range(passes)])[:count])
         order = torch.cat(picks)
         order = order[torch.randperm(len(order), generator=gen)][:self.total_size]
         return iter(order[self.rank:self.total_size:self.num_replicas].tolist())

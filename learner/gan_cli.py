@@ -202,7 +202,7 @@ def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, fl
     copies of its training frames (`Judge.game_copied`)."""
     from dqn.frames import load_frames, split_heldout
     from dqn.gan_quality import Judge, load_judge, nchw, predict
-    from learner.gan_job import generator_draws
+    from learner.gan_job import generator_draws, score_draws
 
     cfg, g, state = _load_gan(path, last)
     if by_game and not cfg.model.conditional:
@@ -218,7 +218,7 @@ def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, fl
     judge = Judge(load_judge(Path(files["judge"])), heldout, cfg.run.seed,
                   cfg.quality.samples, cfg.quality.splits)
     draws = generator_draws(cfg, judge, g)
-    quality = judge.score(draws, judge.labels if cfg.model.conditional else None)
+    quality = score_draws(cfg, judge, draws)
     out = {"epoch": state["epoch"], "g_updates": state["g_updates"],
            "drawn_epoch": state["drawn_epoch"], **quality.metrics()}
     if by_game:

@@ -306,8 +306,12 @@ class _Lead:
 
 def score_generator(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> Quality:
     """The quality numbers of `g` (see dqn.gan_quality) from `generator_draws`."""
-    return judge.score(generator_draws(cfg, judge, g),
-                       judge.labels if cfg.model.conditional else None)
+    return score_draws(cfg, judge, generator_draws(cfg, judge, g))
+
+
+def score_draws(cfg: GanConfig, judge: Judge, draws: list[torch.Tensor]) -> Quality:
+    """The quality numbers of draws made by `generator_draws`."""
+    return judge.score(draws, judge.labels if cfg.model.conditional else None)
 
 
 def generator_draws(cfg: GanConfig, judge: Judge, g: torch.nn.Module
