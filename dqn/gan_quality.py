@@ -234,9 +234,9 @@ class Judge:
         return float(np.mean(swapped))
 
     def selection_cfd(self, generated: torch.Tensor) -> float:
-        """The CFD of a second draw of samples (noise of its own): the number a run picks
-        its best generator by, so that the one it reports is not the luckiest of many
-        draws of the same noise."""
+        """The CFD of a selection draw of samples (noise of its own): a run picks its
+        best generator by the mean over a few, so that the one it reports is not the
+        luckiest of many draws of the same noise."""
         return self.distance(predict(self.model, generated)[0])
 
 

@@ -249,7 +249,7 @@ class _Lead:
         self.logger = MetricLogger(self.run_dir, cfg.to_dict(), group="gan", job_type="gan",
                                    name=cfg.run.name, resume=state is not None,
                                    step_key=STEP_KEY)
-        # The best generator so far by the CFD of its selection draw (quality.keep_best).
+        # The best generator so far by the CFD of its selection draws (quality.keep_best).
         self.best: dict | None = (state or {}).get("best")
         self.best_weights: dict | None = (state or {}).get("generator_best")
         self.judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed,
@@ -286,7 +286,7 @@ class _Lead:
 
     def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float]
                 ) -> dict[str, float]:
-        """Keep `g` when its selection draw of samples is the closest yet to the real
+        """Keep `g` when its selection draws of samples are the closest yet to the real
         frames; the best epoch's numbers (from the report draws, which took no part in
         the choice) as `best/...`."""
         chosen = selection_cfd(self.cfg, self.judge, g)
@@ -323,9 +323,12 @@ def generator_draws(cfg: GanConfig, judge: Judge, g: torch.nn.Module
 
 
 def selection_cfd(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> float:
-    """The CFD of samples drawn from noise of their own (seed + 2): what the best
-    generator of a run is chosen by."""
-    return judge.selection_cfd(_drawn(cfg, g, judge.labels, cfg.run.seed + 2))
+    """The mean CFD of `quality.selection_draws` draws from noise of their own (seeds
+    + 2, + 4, ...; the report draws take the odd ones): what the best generator of a run
+    is chosen by."""
+    return float(np.mean([judge.selection_cfd(_drawn(cfg, g, judge.labels,
+                                                     cfg.run.seed + 2 + 2 * i))
+                          for i in range(cfg.quality.selection_draws)]))
 
 
 def _drawn(cfg: GanConfig, g: torch.nn.Module, labels: np.ndarray, seed: int
@@ -360,14 +363,14 @@ def format_quality(metrics: dict[str, float]) -> str:
                for key, real in metrics.items() if key.startswith("spread/real/")]
     line += f"  pixel spread real/samples: {', '.join(spreads)}" if spreads else ""
     if "quality/selection_cfd" in metrics:
-        line += (f"  CFD of a second draw {metrics['quality/selection_cfd']:.4g}"
+        line += (f"  CFD of the selection draws {metrics['quality/selection_cfd']:.4g}"
                  f" (best: epoch {int(metrics['best/epoch'])})")
     return line
 
 
 def format_best(metrics: dict[str, float]) -> str:
     """The kept generator's line: its epoch, what chose it, its numbers."""
-    return (f"epoch {int(metrics['best/epoch'])}, chosen by the CFD of a second draw "
+    return (f"epoch {int(metrics['best/epoch'])}, chosen by the CFD of its selection draws "
             f"({metrics['best/selection_cfd']:.4g}); CFD "
             f"{metrics['best/quality/cfd']:.4g}, CFD / real-vs-real "
             f"{metrics['best/quality/cfd_ratio']:.4g}"

@@ -11,7 +11,10 @@ from dqn.frames import FrameSet
 from dqn.gan_quality import (Judge, balanced_halves, frechet_distance,
                              image_grid, nchw, pixel_spread, predict,
                              train_classifier)
+from dqn.gan_config import GanConfig
+from dqn.schema import load_config
 from learner.cli import main
+from learner.gan_job import _drawn, selection_cfd
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.5, 2.0])
@@ -86,6 +89,26 @@ def test_copying_the_game_a_generator_draws_badly_takes_most_of_its_distance_awa
     assert fixed < 1.5 * judge.baseline < bad / 3 and other > bad / 2
     with pytest.raises(ValueError, match="3 copies"):
         judge.game_copied(feats, 0, copies[:3], seed=0)
+
+
+def test_the_kept_generator_is_chosen_by_the_mean_of_its_own_selection_draws():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8)
+    heldout = FrameSet(images, np.repeat([0, 1], 60), ("a", "b"))
+    model = train_classifier(heldout, updates=10, width=4, seed=0)
+    judge = Judge(model, heldout, seed=3, samples=40, splits=4)
+    cfg = load_config("conditional", ("run.seed=5", "model.latent_size=8",
+                                      "quality.selection_draws=3"), GanConfig)
+
+    class NoiseImage(torch.nn.Module):   # each image a function of its noise vector
+        def forward(self, z, labels):
+            return torch.tanh(z.repeat(1, 96)[:, :768].reshape(-1, 3, 16, 16))
+
+    g = NoiseImage()
+    one = [judge.selection_cfd(_drawn(cfg, g, judge.labels, 5 + s)) for s in range(1, 8)]
+    assert len(set(one)) == 7                            # every seed draws other samples
+    # seeds 5 + 2, + 4, + 6 (the report draws take 5 + 1, + 3, ...)
+    assert selection_cfd(cfg, g=g, judge=judge) == pytest.approx(np.mean(one[1::2][:3]))
 
 
 def test_pixel_spread_is_zero_for_copies_and_grows_with_difference():
