@@ -314,21 +314,21 @@ def score_draws(cfg: GanConfig, judge: Judge, draws: list[torch.Tensor]) -> Qual
     return judge.score(draws, judge.labels if cfg.model.conditional else None)
 
 
-def generator_draws(cfg: GanConfig, judge: Judge, g: torch.nn.Module
-                    ) -> list[torch.Tensor]:
-    """`quality.draws` sets of samples of `g` from the same noise every time (seeds + 1,
-    + 3, ...), drawn for the games each held-out half holds, in its order."""
-    return [_drawn(cfg, g, judge.labels, cfg.run.seed + 1 + 2 * i)
-            for i in range(cfg.quality.draws)]
+def generator_draws(cfg: GanConfig, judge: Judge, g: torch.nn.Module, first: int = 1,
+                    count: int | None = None) -> list[torch.Tensor]:
+    """`count` (`quality.draws`) sets of samples of `g` from the same noise every time
+    (seeds + first, + first + 2, ...: the report draws take the odd offsets, the
+    selection draws the even ones), drawn for the games each held-out half holds, in
+    its order."""
+    return [_drawn(cfg, g, judge.labels, cfg.run.seed + first + 2 * i)
+            for i in range(cfg.quality.draws if count is None else count)]
 
 
 def selection_cfd(cfg: GanConfig, judge: Judge, g: torch.nn.Module) -> float:
     """The mean CFD of `quality.selection_draws` draws from noise of their own (seeds
-    + 2, + 4, ...; the report draws take the odd ones): what the best generator of a run
-    is chosen by."""
-    return float(np.mean([judge.selection_cfd(_drawn(cfg, g, judge.labels,
-                                                     cfg.run.seed + 2 + 2 * i))
-                          for i in range(cfg.quality.selection_draws)]))
+    + 2, + 4, ...): what the best generator of a run is chosen by."""
+    return float(np.mean([judge.selection_cfd(drawn) for drawn in generator_draws(
+        cfg, judge, g, first=2, count=cfg.quality.selection_draws)]))
 
 
 def _drawn(cfg: GanConfig, g: torch.nn.Module, labels: np.ndarray, seed: int
