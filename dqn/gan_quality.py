@@ -58,6 +58,9 @@ class Quality(NamedTuple):
     cfd_real_baseline: float     # held-out real half A vs half B (mean over splits)
     # class name (or "all" when unconditional) -> (real, generated) pixel spread
     spread: dict[str, tuple[float, float]] | None = None
+    # the judge's features of each draw (rows in the order of `Judge.labels`), kept for
+    # `Judge.game_copied`; not a metric
+    feats: list[np.ndarray] | None = None
 
     @property
     def ratio(self) -> float:
@@ -210,7 +213,8 @@ class Judge:
             spread = {name: (self.spread_real[name], pixel_spread(generated[mine[label]]))
                       for label, name in enumerate(self.names)}
         cfd = float(np.mean([self.distance(feats) for feats, _ in scored]))
-        return Quality(self.heldout_accuracy, cond, cfd, self.baseline, spread)
+        return Quality(self.heldout_accuracy, cond, cfd, self.baseline, spread,
+                       [feats for feats, _ in scored])
 
     def game_copied(self, feats: list[np.ndarray], game: int, copies: np.ndarray,
                     seed: int, subsets: int = 16) -> float:

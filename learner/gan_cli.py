@@ -222,10 +222,9 @@ def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, fl
     out = {"epoch": state["epoch"], "g_updates": state["g_updates"],
            "drawn_epoch": state["drawn_epoch"], **quality.metrics()}
     if by_game:
-        feats = [predict(judge.model, d)[0] for d in draws]
         copies = predict(judge.model, nchw(train.images))[0]
         for label, name in enumerate(judge.names):
-            cfd = judge.game_copied(feats, label, copies[train.labels == label],
+            cfd = judge.game_copied(quality.feats, label, copies[train.labels == label],
                                     cfg.run.seed)
             out[f"by_game/{name}"] = cfd / judge.baseline
     return out

@@ -81,8 +81,9 @@ def test_copying_the_game_a_generator_draws_badly_takes_most_of_its_distance_awa
     a0 = judge.halves[0][0]
     drawn = images[a0].copy()
     drawn[judge.labels == 0] = images[0]                # game 0 collapsed to one frame
-    feats = [predict(model, nchw(drawn))[0]]
-    bad = judge.score([nchw(drawn)], judge.labels).cfd
+    scored = judge.score([nchw(drawn)], judge.labels)   # keeps the draws' features
+    feats, bad = scored.feats, scored.cfd
+    assert np.array_equal(feats[0], predict(model, nchw(drawn))[0])
     fixed = judge.game_copied(feats, 0, copies[labels[120:] == 0], seed=0)
     other = judge.game_copied(feats, 1, copies[labels[120:] == 1], seed=0)
     # the bad game copied: about the real-vs-real distance; the good game copied: not
