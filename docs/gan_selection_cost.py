@@ -14,9 +14,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from dqn.frames import load_frames, split_heldout
-from dqn.gan_quality import Judge, load_judge
-from learner.gan_cli import _load_gan
+from learner.gan_cli import _load_gan, checkpoint_judge
 from learner.gan_job import score_generator, selection_cfd
 
 
@@ -35,10 +33,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cfg, g, state = _load_gan(Path(args.run), False)
-    _, heldout = split_heldout(load_frames(Path(state["files"]["frames"])),
-                               cfg.data.heldout_fraction, cfg.run.seed)
-    judge = Judge(load_judge(Path(state["files"]["judge"])), heldout, cfg.run.seed,
-                  cfg.quality.samples, cfg.quality.splits)
+    _, judge = checkpoint_judge(cfg, state)
     one = dataclasses.replace(cfg, quality=dataclasses.replace(cfg.quality,
                                                                selection_draws=1))
     single = best_seconds(lambda: selection_cfd(one, judge, g), args.repeats)

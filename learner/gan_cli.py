@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING
 from dqn.errors import UserError
 
 if TYPE_CHECKING:  # the heavy imports wait until a gan command runs
+    from dqn.frames import FrameSet
     from dqn.gan import Generator
     from dqn.gan_config import GanConfig
+    from dqn.gan_quality import Judge
     from learner.gan_job import DataFiles
 
 
@@ -195,19 +197,12 @@ def sample(path: Path, game: str | None, n: int, out: Path, seed: int,
     return write_png(image_grid(images, columns=int(np.ceil(np.sqrt(n)))), out)
 
 
-def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, float]:
-    """The quality numbers of a checkpoint's generator (see `_load_gan`), judged on its
-    own held-out frames; `drawn_epoch` names the epoch whose weights were scored. With
-    `by_game`, also `by_game/NAME`: the CFD ratio with that game's samples swapped for
-    copies of its training frames (`Judge.game_copied`)."""
+def checkpoint_judge(cfg: GanConfig, state: dict) -> tuple[FrameSet, Judge]:
+    """The training frames of a checkpoint's run and the judge of its held-out frames
+    (as the run had them); one line if either file is gone."""
     from dqn.frames import load_frames, split_heldout
-    from dqn.gan_quality import Judge, load_judge, nchw, predict
-    from learner.gan_job import generator_draws, score_draws
+    from dqn.gan_quality import Judge, load_judge
 
-    cfg, g, state = _load_gan(path, last)
-    if by_game and not cfg.model.conditional:
-        raise UserError("--by-game needs a conditional model: this one "
-                        "(model.conditional=false) chooses its own games")
     files = state["files"]
     for kind in ("frames", "judge"):
         if not Path(files[kind]).is_file():
@@ -215,8 +210,23 @@ def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, fl
                             f"`raydqn gan data` with the run's config to rebuild it")
     train, heldout = split_heldout(load_frames(Path(files["frames"])),
                                    cfg.data.heldout_fraction, cfg.run.seed)
-    judge = Judge(load_judge(Path(files["judge"])), heldout, cfg.run.seed,
-                  cfg.quality.samples, cfg.quality.splits)
+    return train, Judge(load_judge(Path(files["judge"])), heldout, cfg.run.seed,
+                        cfg.quality.samples, cfg.quality.splits)
+
+
+def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, float]:
+    """The quality numbers of a checkpoint's generator (see `_load_gan`), judged on its
+    own held-out frames; `drawn_epoch` names the epoch whose weights were scored. With
+    `by_game`, also `by_game/NAME`: the CFD ratio with that game's samples swapped for
+    copies of its training frames (`Judge.game_copied`)."""
+    from dqn.gan_quality import nchw, predict
+    from learner.gan_job import generator_draws, score_draws
+
+    cfg, g, state = _load_gan(path, last)
+    if by_game and not cfg.model.conditional:
+        raise UserError("--by-game needs a conditional model: this one "
+                        "(model.conditional=false) chooses its own games")
+    train, judge = checkpoint_judge(cfg, state)
     draws = generator_draws(cfg, judge, g)
     quality = score_draws(cfg, judge, draws)
     out = {"epoch": state["epoch"], "g_updates": state["g_updates"],
