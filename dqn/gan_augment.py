@@ -33,10 +33,29 @@ def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
     padded = F.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)   # B, H + 2sy, W + 2sx, C
     dy = torch.randint(0, 2 * sy + 1, (b, 1, 1), device=x.device)
     dx = torch.randint(0, 2 * sx + 1, (b, 1, 1), device=x.device)
-    rows = torch.arange(h, device=x.device).view(1, h, 1) + dy
-    cols = torch.arange(w, device=x.device).view(1, 1, w) + dx
-    batch = torch.arange(b, device=x.device).view(b, 1, 1)
-    return padded[batch, rows, cols].permute(0, 3, 1, 2)
+    crops = _sliced if x.device.type == "cpu" else _indexed
+    return crops(padded, dy, dx, h, w).permute(0, 3, 1, 2)
+
+
+def _sliced(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
+            ) -> torch.Tensor:
+    """Image i's h x w window at (dy[i], dx[i]) of `padded` (B, H, W, C): a slice per
+    image, stacked. The same crops as `_indexed`, 2.7x faster forward and backward on a
+    2-core CPU (4.7 against 12.8 ms for the preset's 64 x 6 x 64 x 64 in bfloat16; the
+    whole update 8 % faster with `per_label`'s, docs/gan_step_bench.py): its backward is
+    a copy per image, where indexing's is a scattered accumulation. On a GPU the
+    offsets would have to come back to the host: `_indexed` there."""
+    return torch.stack([img[y:y + h, c:c + w] for img, y, c in zip(
+        padded.unbind(0), dy.view(-1).tolist(), dx.view(-1).tolist())])
+
+
+def _indexed(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
+             ) -> torch.Tensor:
+    """`_sliced`'s crops by one advanced index (DiffAugment's way)."""
+    b = padded.shape[0]
+    rows = torch.arange(h, device=padded.device).view(1, h, 1) + dy
+    cols = torch.arange(w, device=padded.device).view(1, 1, w) + dx
+    return padded[torch.arange(b, device=padded.device).view(b, 1, 1), rows, cols]
 
 
 def _color(x: torch.Tensor) -> torch.Tensor:

@@ -88,10 +88,11 @@ class GanModelConfig:
 class GanTrainConfig:
     epochs: int = opt(20, "passes over the training frames", lo=1)
     budget_minutes: float | None = opt(None, "stop before train.epochs when the next "
-                                       "epoch would end past this many minutes of "
-                                       "training (summed over resumes; the step-size "
-                                       "decay follows the shortened plan); null: no "
-                                       "clock limit", lo=0.0)
+                                       "epoch would end past this many minutes of the "
+                                       "run (from its first command's start: frames, "
+                                       "judge and Ray's start count; summed over "
+                                       "resumes; the step-size decay follows the "
+                                       "shortened plan); null: no clock limit", lo=0.0)
     batch_size: int = opt(64, "images per update over all workers (split evenly)", lo=1)
     lr_g: float = opt(2e-4, "generator Adam step size (DCGAN)", lo=0.0)
     lr_d: float = opt(2e-4, "discriminator Adam step size (DCGAN)", lo=0.0)
@@ -157,6 +158,11 @@ class GanQualityConfig:
                           "its numbers are printed beside the last epoch's")
     every_epochs: int = opt(1, "epochs between quality evaluations (the last always "
                             "runs)", lo=1)
+    early_every_epochs: int | None = opt(None, "epochs between quality evaluations "
+                                         "before the step sizes start to fall "
+                                         "(train.lr_decay_start), where no kept "
+                                         "generator comes from; empty: every_epochs",
+                                         lo=1)
 
 
 @dataclass(frozen=True)

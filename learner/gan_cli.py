@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"raydqn gan {args.gan_command} takes no config overrides "
                         f"({' '.join(args.overrides)})")
     if args.gan_command in ("data", "train", "calibrate"):
+        started = time.time()  # train.budget_minutes counts the frames and judge too
         overrides = list(args.overrides)
         if getattr(args, "address", None):
             overrides.append(f"ray.address={args.address}")
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.gan_command == "calibrate":
             print(json.dumps(calibrate(cfg, files)))
         else:
-            print(json.dumps(train(cfg, files)))
+            print(json.dumps(train(cfg, files, started)))
     elif args.gan_command == "sample":
         print(sample(Path(args.checkpoint), args.game, args.n, Path(args.out), args.seed,
                      args.last))
@@ -115,12 +117,14 @@ def prepare(cfg: GanConfig, progress: bool = True) -> DataFiles:
     return DataFiles(str(frames), str(judge))
 
 
-def train(cfg: GanConfig, files: DataFiles) -> dict[str, float]:
-    """Run the job; the last reported metrics (quality included), printed as a line."""
+def train(cfg: GanConfig, files: DataFiles, started: float | None = None
+          ) -> dict[str, float]:
+    """Run the job; the last reported metrics (quality included), printed as a line.
+    `started` (time.time()): when the command began, for train.budget_minutes."""
     from learner.gan_job import format_best, format_quality, make_train_fn
     from learner.train_job import run_job
 
-    result = run_job(make_train_fn(files), cfg)
+    result = run_job(make_train_fn(files, started), cfg)
     metrics = dict(result.metrics or {})
     print(f"final quality: {format_quality(metrics)}", flush=True)
     if "best/epoch" in metrics:

@@ -44,9 +44,12 @@ class DataFiles(NamedTuple):
     judge: str
 
 
-def make_train_fn(files: DataFiles) -> Callable[[dict], None]:
+def make_train_fn(files: DataFiles, started: float | None = None
+                  ) -> Callable[[dict], None]:
+    """The workers' loop; `started` (time.time()) is when the command began: on a run's
+    first command the time before its first update counts against train.budget_minutes."""
     def train_fn(config: dict) -> None:
-        _train(config["cfg"], files)
+        _train(config["cfg"], files, started)
     return train_fn
 
 
@@ -60,7 +63,7 @@ def fixed_inputs(cfg: GanConfig, num_classes: int, n: int
     return z, labels
 
 
-def _train(cfg: GanConfig, files: DataFiles) -> None:
+def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> None:
     import ray.train.torch
 
     torch_process(int(cfg.ray.cpus_per_worker))
@@ -72,7 +75,10 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
     ema = _averaged(cfg, parts, state, updates)
     t = cfg.train
     seconds = state.get("train_seconds", 0.0) if state is not None else 0.0
-    planned = planned_epochs(t, epoch, seconds)
+    # Frames, judge and Ray's start: the same on every rank (one clock for all)
+    before = (state.get("start_seconds", 0.0) if state is not None else
+              all_max(max(0.0, time.time() - started)) if started is not None else 0.0)
+    planned = planned_epochs(t, epoch, seconds, before)
     if epoch >= planned:  # already trained: hand back the last numbers
         report(state["last_metrics"])
         return
@@ -112,16 +118,17 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
         metrics = {"epoch": epoch, "g_updates": updates,
                    "charts/epoch_seconds": time.monotonic() - t0}
         # The budget's plan, from the slowest rank's clock, so every rank agrees.
-        planned = planned_epochs(t, epoch, seconds + all_max(time.monotonic() - t0))
+        planned = planned_epochs(t, epoch, seconds + all_max(time.monotonic() - t0), before)
         progress.total = total = planned * len(loader)
         saved = None
         if lead is not None:
             drawer = (ema.ready(seed=cfg.run.seed) if ema is not None
                       else _unwrap(parts.generator))
-            metrics.update(lead.end_epoch(epoch, updates, drawer, last=epoch >= planned))
+            metrics.update(lead.end_epoch(epoch, updates, drawer, last=epoch >= planned,
+                                          early=updates < t.lr_decay_start * total))
             seconds_now = seconds + time.monotonic() - t0
             saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
-            saved["train_seconds"] = seconds_now
+            saved["train_seconds"], saved["start_seconds"] = seconds_now, before
             if ema is not None:
                 saved["generator_ema"] = ema.model.state_dict()
             saved.update(lead.best_state())
@@ -131,13 +138,15 @@ def _train(cfg: GanConfig, files: DataFiles) -> None:
         lead.close()
 
 
-def planned_epochs(t: GanTrainConfig, epoch: int, seconds: float) -> int:
+def planned_epochs(t: GanTrainConfig, epoch: int, seconds: float, before: float = 0.0
+                   ) -> int:
     """The epochs the run will have trained when it stops, after `epoch` epochs in
-    `seconds`: train.epochs, or fewer where train.budget_minutes runs out first (no
-    epoch is started that would not end within the budget at the pace so far)."""
+    `seconds`, `before` seconds having gone before its first update: train.epochs, or
+    fewer where train.budget_minutes runs out first (no epoch is started that would not
+    end within the budget at the pace so far)."""
     if t.budget_minutes is None or epoch == 0 or seconds <= 0:  # no pace known yet
         return t.epochs
-    fit = epoch + int((t.budget_minutes * 60 - seconds) // (seconds / epoch))
+    fit = epoch + int((t.budget_minutes * 60 - before - seconds) // (seconds / epoch))
     return max(epoch, min(t.epochs, fit))
 
 
@@ -267,15 +276,19 @@ class _Lead:
         self.logger.log(updates, row)
         progress.update(updates, row)
 
-    def end_epoch(self, epoch: int, updates: int, g: torch.nn.Module, last: bool
-                  ) -> dict[str, float]:
+    def end_epoch(self, epoch: int, updates: int, g: torch.nn.Module, last: bool,
+                  early: bool = False) -> dict[str, float]:
+        """The epoch's sample grid, and its quality numbers every quality.every_epochs
+        (quality.early_every_epochs while `early`: before the step sizes fall)."""
         images = generate(g, self.grid_z, self.grid_labels).numpy()
         png = write_png(image_grid(images, columns=_grid_columns(len(images))),
                         self.run_dir / "samples" / f"epoch_{epoch:03d}.png")
         caption = (" / ".join(self.names) + " (rows in that order)"
                    if self.cfg.model.conditional else "unconditional samples")
         self.logger.log_image(updates, "samples", png, caption)
-        if epoch % self.cfg.quality.every_epochs and not last:
+        q = self.cfg.quality
+        every = q.early_every_epochs if early and q.early_every_epochs else q.every_epochs
+        if epoch % every and not last:
             return {}
         metrics = score_generator(self.cfg, self.judge, g).metrics()
         if self.cfg.quality.keep_best:

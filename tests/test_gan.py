@@ -13,7 +13,8 @@ from torch import nn
 from dqn.schema import load_config, preset_names
 from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam,
                      minibatch_spread, augment_images, discriminator_loss, generator_loss,
-                     r1_penalty, train_step)
+                     per_label, r1_penalty, train_step)
+from dqn.gan_augment import _indexed, _sliced
 from dqn.gan_config import GanConfig, GanModelConfig
 from learner.cli import main
 
@@ -159,6 +160,28 @@ def test_augmentation_passes_the_gradient_to_the_generator():
     augment_images(x, "translation,cutout").sum().backward()
     # every pixel still in view and not cut out gets gradient 1, the rest 0
     assert set(x.grad.unique().tolist()) <= {0.0, 1.0} and x.grad.sum() > 0
+
+
+def test_the_cpu_crops_match_the_indexed_crops_and_their_gradient():
+    torch.manual_seed(0)
+    padded = torch.randn(8, 40, 40, 6).requires_grad_()    # B, H, W, C as _translate has it
+    dy, dx = torch.randint(0, 9, (8, 1, 1)), torch.randint(0, 9, (8, 1, 1))
+    sliced, indexed = _sliced(padded, dy, dx, 32, 32), _indexed(padded, dy, dx, 32, 32)
+    assert torch.equal(sliced, indexed) and sliced.shape == (8, 32, 32, 6)
+    weight = torch.randn(8, 32, 32, 6)
+    grads = [torch.autograd.grad((crops * weight).sum(), padded)[0]
+             for crops in (sliced, indexed)]
+    assert torch.equal(*grads) and grads[0].abs().sum() > 0
+
+
+def test_per_label_picks_each_labels_row_and_sums_its_gradient():
+    rows = torch.randn(3, 2, 4, 4, requires_grad=True)
+    labels = torch.tensor([2, 0, 2, 2])
+    picked = per_label(rows, labels)
+    assert torch.equal(picked, rows.detach()[[2, 0, 2, 2]])
+    picked.sum().backward()
+    assert rows.grad[:, 0, 0, 0].tolist() == [1.0, 0.0, 3.0]
+    assert torch.equal(per_label(rows, None), rows[:1])
 
 
 def test_r1_penalty_is_half_the_squared_input_gradient():

@@ -182,6 +182,9 @@ def test_a_budget_stops_before_the_epoch_that_would_not_fit():
     assert planned_epochs(t, 1, 30.0) == 20       # 30 s an epoch: 20 end within 600 s
     assert planned_epochs(t, 1, 20.0) == 24       # a fast host: the epochs bind first
     assert planned_epochs(t, 19, 590.0) == 19     # a 20th would end past the budget
+    # 120 s of frames, judge and Ray's start before the first update count too
+    assert planned_epochs(t, 1, 30.0, before=120.0) == 16
+    assert planned_epochs(t, 1, 30.0, before=700.0) == 1   # nothing more fits
     assert planned_epochs(dataclasses.replace(t, budget_minutes=None), 5, 1e6) == 24
 
 

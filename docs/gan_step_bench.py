@@ -1,0 +1,87 @@
+"""The conditional preset's training update, bare, with the CPU's slice crops and
+index_select rows (now) against one advanced index for both (before), in one process:
+
+    python docs/gan_step_bench.py [--updates 200] [section.key=value ...]
+
+Random frames and labels, the preset's networks and step (bfloat16 where the CPU has
+it, channels-last, 2 threads). The updates alternate before / now, one each, so that a
+noisy host (other tenants come and go within seconds) weighs on both alike; prints
+the median time of an update of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import contextmanager
+
+import torch
+
+import dqn.gan
+import dqn.gan_augment
+from dqn.gan import Discriminator, GanParts, Generator, adam, train_step
+from dqn.gan_config import GanConfig
+from dqn.precision import bfloat16_passes
+from dqn.process import torch_process
+from dqn.schema import load_config
+
+
+@contextmanager
+def indexed_as_before():
+    """Both picks by one advanced index, as until 2026-12-05 (seventh session)."""
+    sliced, per_label = dqn.gan_augment._sliced, dqn.gan.per_label
+    dqn.gan_augment._sliced = dqn.gan_augment._indexed
+    dqn.gan.per_label = lambda rows, labels: (rows[labels] if labels is not None
+                                              and len(rows) > 1 else rows[:1])
+    try:
+        yield
+    finally:
+        dqn.gan_augment._sliced, dqn.gan.per_label = sliced, per_label
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=200, help="pairs of updates")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    torch_process(2)
+    cfg = load_config("conditional", args.overrides, GanConfig)
+    m, t = cfg.model, cfg.train
+    classes = len(cfg.data.games)
+    g = Generator(m, cfg.data.image_size, classes).to(memory_format=torch.channels_last)
+    d = Discriminator(m, cfg.data.image_size, classes).to(memory_format=torch.channels_last)
+    parts = GanParts(g, d, adam(g, t.lr_g, t.beta1), adam(d, t.lr_d, t.beta1))
+    size = cfg.data.image_size
+    real = (torch.rand(t.batch_size, 3, size, size) * 2 - 1).contiguous(
+        memory_format=torch.channels_last)
+    labels = torch.randint(0, classes, (t.batch_size,))
+    bf16 = bfloat16_passes(t.precision, torch.device("cpu"), avx512_bf16=True)
+
+    def update() -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            train_step(parts, real, labels, m.latent_size, t.g_loss, t.augment, 0.0,
+                       m.latent_codes, t.code_weight, m.pack, mode_seeking=t.mode_seeking)
+        return time.perf_counter() - start
+
+    for _ in range(5):  # warm-up: oneDNN picks its kernels
+        update()
+    before, now = [], []
+    for i in range(args.updates):
+        with indexed_as_before():
+            before.append(update())
+        now.append(update())
+        if (i + 1) % 50 == 0:
+            print(f"{i + 1} pairs: median ms an update, before {_ms(before)}, now {_ms(now)}",
+                  flush=True)
+    print(f"median: before {_ms(before)} ms, now {_ms(now)} ms an update "
+          f"({'bfloat16' if bf16 else 'float32'}); now / before "
+          f"{statistics.median(now) / statistics.median(before):.3f}")
+
+
+def _ms(times: list[float]) -> str:
+    return f"{1000 * statistics.median(times):.1f}"
+
+if __name__ == "__main__":
+    main()
