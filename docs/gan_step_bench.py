@@ -83,5 +83,6 @@ def main() -> None:
 def _ms(times: list[float]) -> str:
     return f"{1000 * statistics.median(times):.1f}"
 
+
 if __name__ == "__main__":
     main()

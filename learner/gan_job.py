@@ -291,7 +291,7 @@ class _Lead:
         if epoch % every and not last:
             return {}
         metrics = score_generator(self.cfg, self.judge, g).metrics()
-        if self.cfg.quality.keep_best:
+        if q.keep_best:
             metrics.update(self._select(epoch, g, metrics))
         self.logger.log(updates, {"epoch": epoch, **metrics})
         print(f"[epoch {epoch}] {format_quality(metrics)}", flush=True)
