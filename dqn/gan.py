@@ -337,11 +337,14 @@ def adam(module: nn.Module, lr: float, beta1: float) -> torch.optim.Optimizer:
 @torch.no_grad()
 def generate(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
              batch: int = 256) -> torch.Tensor:
-    """uint8 NCHW images from noise `z` (and labels), in eval mode (running BN stats)."""
+    """uint8 NCHW images on the CPU from noise `z` (and labels), in eval mode (running
+    BN stats), on the generator's device."""
     was_training = generator.training
     generator.eval()
-    out = [to_uint8(generator(z[i:i + batch], None if labels is None else
-                              labels[i:i + batch])) for i in range(0, len(z), batch)]
+    device = next(iter(generator.parameters()), z).device  # z's for a weightless one
+    out = [to_uint8(generator(z[i:i + batch].to(device), None if labels is None else
+                              labels[i:i + batch].to(device))).cpu()
+           for i in range(0, len(z), batch)]
     generator.train(was_training)
     return torch.cat(out)
 

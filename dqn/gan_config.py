@@ -156,6 +156,10 @@ class GanQualityConfig:
                           "selection draws (quality.selection_draws) have the lowest CFD; `gan "
                           "sample` and `gan score` use it (--last: the last epoch's), and "
                           "its numbers are printed beside the last epoch's")
+    keep_live: bool = opt(False, "with train.ema_decay and keep_best: the live weights "
+                          "are candidates too, by selection draws of their own, so that a "
+                          "run stopped while still improving (the average lags) keeps "
+                          "its latest weights (docs/gan.md, eighth session)")
     every_epochs: int = opt(1, "epochs between quality evaluations (the last always "
                             "runs)", lo=1)
     early_every_epochs: int | None = opt(None, "epochs between quality evaluations "

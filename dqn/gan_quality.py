@@ -29,6 +29,7 @@ from torch import nn
 from dqn.frames import FrameSet
 from dqn.gan import to_unit
 
+GAME_SPLITS = 25  # splits each game's own distance averages over (the whole set's: all)
 FEATURES = 64  # penultimate width: small, so covariances of ~1000 samples are sound
 
 
@@ -61,6 +62,8 @@ class Quality(NamedTuple):
     # the judge's features of each draw (rows in the order of `Judge.labels`), kept for
     # `Judge.game_copied`; not a metric
     feats: list[np.ndarray] | None = None
+    # class name -> (its samples' CFD to its own held-out frames, its real-vs-real CFD)
+    games: dict[str, tuple[float, float]] | None = None
 
     @property
     def ratio(self) -> float:
@@ -75,6 +78,9 @@ class Quality(NamedTuple):
         for name, (real, generated) in (self.spread or {}).items():
             out[f"spread/real/{name}"] = real
             out[f"spread/generated/{name}"] = generated
+        for name, (cfd, baseline) in (self.games or {}).items():
+            out[f"games/cfd/{name}"] = cfd
+            out[f"games/cfd_ratio/{name}"] = cfd / max(baseline, 1e-12)
         return out
 
 
@@ -184,11 +190,33 @@ class Judge:
                          for (a, _), gb in zip(self.halves, self._b)])
         self.baseline, self.baseline_splits = float(real.mean()), real
         self.names = heldout.names
+        self._games(feats, classes)
         images_b = heldout.images[self.halves[0][1]]
         labels_b = heldout.labels[self.halves[0][1]]
         self.spread_real = {"all": pixel_spread(images_b)}
         self.spread_real.update({name: pixel_spread(images_b[labels_b == label])
                                  for label, name in enumerate(self.names)})
+
+    def _games(self, feats: np.ndarray, classes: int) -> None:
+        """Each game's own distance: its rows of half B on the first GAME_SPLITS splits,
+        and its real-vs-real baseline (its rows of A against them). Which game a stuck
+        run draws badly shows there epoch by epoch (docs/gan.md)."""
+        halves = self.halves[:GAME_SPLITS]
+        self.game_rows = {label: rows for label in range(classes)
+                          if len(rows := np.flatnonzero(self.labels == label)) > 1}
+        self._game_b = {label: [fit_gaussian(feats[b][rows]) for _, b in halves]
+                        for label, rows in self.game_rows.items()}
+        self.game_baselines = {
+            label: float(np.mean([frechet(fit_gaussian(feats[a][rows]), gb)
+                                  for (a, _), gb in zip(halves, self._game_b[label])]))
+            for label, rows in self.game_rows.items()}
+
+    def game_distance(self, feats: list[np.ndarray], label: int) -> float:
+        """The mean over draws and the game's splits of the CFD from the draws' rows of
+        game `label` to its rows of half B."""
+        rows = self.game_rows[label]
+        return float(np.mean([frechet(gb, fit_gaussian(f[rows])) for f in feats
+                              for gb in self._game_b[label]]))
 
     def distance(self, feats: np.ndarray) -> float:
         """The mean over the splits of the CFD from `feats` to half B."""
@@ -203,6 +231,7 @@ class Judge:
         scored = [predict(self.model, generated) for generated in draws]
         generated = torch.cat(draws)
         predicted = np.concatenate([p for _, p in scored])
+        games = None
         if labels is None:   # the model chose its games: only the spread of the whole set
             cond = float("nan")
             spread = {"all": (self.spread_real["all"], pixel_spread(generated))}
@@ -212,9 +241,12 @@ class Judge:
             mine = [torch.from_numpy(labels == label) for label in range(len(self.names))]
             spread = {name: (self.spread_real[name], pixel_spread(generated[mine[label]]))
                       for label, name in enumerate(self.names)}
+            games = {self.names[label]: (self.game_distance([f for f, _ in scored], label),
+                                         baseline)
+                     for label, baseline in self.game_baselines.items()}
         cfd = float(np.mean([self.distance(feats) for feats, _ in scored]))
         return Quality(self.heldout_accuracy, cond, cfd, self.baseline, spread,
-                       [feats for feats, _ in scored])
+                       [feats for feats, _ in scored], games)
 
     def game_copied(self, feats: list[np.ndarray], game: int, copies: np.ndarray,
                     seed: int, subsets: int = 16) -> float:

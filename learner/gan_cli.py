@@ -121,7 +121,8 @@ def train(cfg: GanConfig, files: DataFiles, started: float | None = None
           ) -> dict[str, float]:
     """Run the job; the last reported metrics (quality included), printed as a line.
     `started` (time.time()): when the command began, for train.budget_minutes."""
-    from learner.gan_job import format_best, format_quality, make_train_fn
+    from learner.gan_job import make_train_fn
+    from learner.gan_lines import format_best, format_quality
     from learner.train_job import run_job
 
     result = run_job(make_train_fn(files, started), cfg)

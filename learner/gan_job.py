@@ -31,6 +31,7 @@ from dqn.gan_config import GanConfig, GanTrainConfig
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from dqn.precision import bfloat16_passes
 from dqn.process import torch_process
+from learner.gan_lines import format_quality
 from learner.train_job import (Progress, all_max, rank, report, restore, run_dir_of,
                                world_size)
 
@@ -124,8 +125,11 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
         if lead is not None:
             drawer = (ema.ready(seed=cfg.run.seed) if ema is not None
                       else _unwrap(parts.generator))
+            live = (_unwrap(parts.generator) if ema is not None and cfg.quality.keep_live
+                    else None)
             metrics.update(lead.end_epoch(epoch, updates, drawer, last=epoch >= planned,
-                                          early=updates < t.lr_decay_start * total))
+                                          early=updates < t.lr_decay_start * total,
+                                          live=live))
             seconds_now = seconds + time.monotonic() - t0
             saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
             saved["train_seconds"], saved["start_seconds"] = seconds_now, before
@@ -277,9 +281,11 @@ class _Lead:
         progress.update(updates, row)
 
     def end_epoch(self, epoch: int, updates: int, g: torch.nn.Module, last: bool,
-                  early: bool = False) -> dict[str, float]:
+                  early: bool = False, live: torch.nn.Module | None = None
+                  ) -> dict[str, float]:
         """The epoch's sample grid, and its quality numbers every quality.every_epochs
-        (quality.early_every_epochs while `early`: before the step sizes fall)."""
+        (quality.early_every_epochs while `early`: before the step sizes fall). `live`:
+        the live generator when `g` is the moving average and quality.keep_live."""
         images = generate(g, self.grid_z, self.grid_labels).numpy()
         png = write_png(image_grid(images, columns=_grid_columns(len(images))),
                         self.run_dir / "samples" / f"epoch_{epoch:03d}.png")
@@ -292,21 +298,32 @@ class _Lead:
             return {}
         metrics = score_generator(self.cfg, self.judge, g).metrics()
         if q.keep_best:
-            metrics.update(self._select(epoch, g, metrics))
+            metrics.update(self._select(epoch, g, metrics, live))
         self.logger.log(updates, {"epoch": epoch, **metrics})
         print(f"[epoch {epoch}] {format_quality(metrics)}", flush=True)
         return metrics
 
-    def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float]
-                ) -> dict[str, float]:
-        """Keep `g` when its selection draws of samples are the closest yet to the real
-        frames; the best epoch's numbers (from the report draws, which took no part in
-        the choice) as `best/...`."""
+    def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float],
+                live: torch.nn.Module | None = None) -> dict[str, float]:
+        """Keep `g` (or `live`, the live weights, scored by its own report draws) when
+        its selection draws of samples are the closest yet to the real frames; the best
+        epoch's numbers (from the report draws, which took no part in the choice) as
+        `best/...`."""
         chosen = selection_cfd(self.cfg, self.judge, g)
-        if self.best is None or chosen < self.best["selection_cfd"]:
-            self.best = {"epoch": epoch, "selection_cfd": chosen, "metrics": dict(metrics)}
-            self.best_weights = {k: v.detach().clone() for k, v in g.state_dict().items()}
-        return {"quality/selection_cfd": chosen, **best_metrics(self.best)}
+        out = {"quality/selection_cfd": chosen}
+        candidates = [(chosen, "average", g, metrics)]
+        if live is not None:
+            out["quality/selection_cfd_live"] = live_cfd = selection_cfd(
+                self.cfg, self.judge, live)
+            candidates.append((live_cfd, "live", live, None))
+        cfd, weights, model, numbers = min(candidates, key=lambda c: c[0])
+        if self.best is None or cfd < self.best["selection_cfd"]:
+            numbers = numbers or score_generator(self.cfg, self.judge, model).metrics()
+            self.best = {"epoch": epoch, "selection_cfd": cfd, "weights": weights,
+                         "metrics": {k: v for k, v in numbers.items()
+                                     if k.startswith("quality/")}}
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {**out, **best_metrics(self.best)}
 
     def best_state(self) -> dict:
         if self.best is None:
@@ -356,36 +373,10 @@ def _drawn(cfg: GanConfig, g: torch.nn.Module, labels: np.ndarray, seed: int
 def best_metrics(best: dict) -> dict[str, float]:
     """The kept generator's epoch and its quality numbers, under `best/`."""
     return {"best/epoch": best["epoch"], "best/selection_cfd": best["selection_cfd"],
+            "best/live": float(best.get("weights") == "live"),
             **{f"best/{k}": v for k, v in best["metrics"].items()
                if k.startswith("quality/")}}
 
 
 def _grid_columns(n: int) -> int:
     return max(1, int(np.ceil(np.sqrt(n))))
-
-
-def format_quality(metrics: dict[str, float]) -> str:
-    names = {"quality/classifier_heldout_acc": "classifier held-out acc",
-             "quality/conditional_acc": "conditional acc",
-             "quality/cfd": "classifier Fréchet distance (CFD)",
-             "quality/cfd_real_vs_real": "CFD real-vs-real",
-             "quality/cfd_ratio": "CFD / real-vs-real"}
-    line = "  ".join(f"{label} {metrics[k]:.4g}" for k, label in names.items() if k in metrics)
-    spreads = [f"{key.removeprefix('spread/real/')} {real:.3f}/"
-               f"{metrics[key.replace('/real/', '/generated/')]:.3f}"
-               for key, real in metrics.items() if key.startswith("spread/real/")]
-    line += f"  pixel spread real/samples: {', '.join(spreads)}" if spreads else ""
-    if "quality/selection_cfd" in metrics:
-        line += (f"  CFD of the selection draws {metrics['quality/selection_cfd']:.4g}"
-                 f" (best: epoch {int(metrics['best/epoch'])})")
-    return line
-
-
-def format_best(metrics: dict[str, float]) -> str:
-    """The kept generator's line: its epoch, what chose it, its numbers."""
-    return (f"epoch {int(metrics['best/epoch'])}, chosen by the CFD of its selection draws "
-            f"({metrics['best/selection_cfd']:.4g}); CFD "
-            f"{metrics['best/quality/cfd']:.4g}, CFD / real-vs-real "
-            f"{metrics['best/quality/cfd_ratio']:.4g}"
-            + (f", conditional acc {metrics['best/quality/conditional_acc']:.4g}"
-               if "best/quality/conditional_acc" in metrics else ""))

@@ -339,7 +339,8 @@ def ray_two_cpus():
 def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tmp_path,
                                                                  capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative folders are the caller's, not the workers'
-    out = ["run.out_dir=runs", "data.cache_dir=data"]
+    # the live weights are candidates for the kept generator beside their average
+    out = ["run.out_dir=runs", "data.cache_dir=data", "quality.keep_live=true"]
     # 2 games x 32 training frames, batch 8 -> 8 generator updates per epoch
     # a budget of 0 minutes: the first epoch shows the next would not fit, so it is last
     assert main(["gan", "train", *TINY, *out, "train.epochs=5", "train.budget_minutes=0"]) == 0
@@ -367,10 +368,14 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
     assert Image.open(grid).size == (2 + 3 * 18, 2 + 3 * 18)  # 3x3 tiles of 16 + 2
     one_line_error(capsys, ["gan", "sample", str(run), "--game", "seaquest"],
                    "'seaquest'", "pong, breakout")
-    chosen = [r["quality/selection_cfd"] for r in map(json.loads, (
-        run / "metrics.jsonl").read_text().splitlines()) if "quality/selection_cfd" in r]
-    # the kept generator: the lowest second-draw CFD, carried across the resume
-    assert first["best/epoch"] == 1 and second["best/epoch"] == 1 + np.argmin(chosen)
+    chosen = [(r["quality/selection_cfd"], r["quality/selection_cfd_live"])
+              for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+              if "quality/selection_cfd" in r]
+    # the kept generator: the lowest selection CFD of either weights, carried across
+    # the resume, its report numbers those of the weights it kept
+    best = np.unravel_index(np.argmin(chosen), (len(chosen), 2))
+    assert first["best/epoch"] == 1 and second["best/epoch"] == 1 + best[0]
+    assert second["best/live"] == best[1] and second["best/selection_cfd"] == min(map(min, chosen))
     for flag, epoch, cfd in ((["--last"], 2, second["quality/cfd"]), ([], second[
             "best/epoch"], second["best/quality/cfd"])):  # the kept one by default
         assert main(["gan", "score", str(run), *flag]) == 0

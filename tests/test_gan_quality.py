@@ -88,6 +88,10 @@ def test_copying_the_game_a_generator_draws_badly_takes_most_of_its_distance_awa
     other = judge.game_copied(feats, 1, copies[labels[120:] == 1], seed=0)
     # the bad game copied: about the real-vs-real distance; the good game copied: not
     assert fixed < 1.5 * judge.baseline < bad / 3 and other > bad / 2
+    # each game's own distance to its frames, over its own real-vs-real one, names it
+    games = scored.metrics()
+    assert games["games/cfd_ratio/light"] > 5 * games["games/cfd_ratio/dark"]
+    assert 0.3 < games["games/cfd_ratio/dark"] < 1.5
     with pytest.raises(ValueError, match="3 copies"):
         judge.game_copied(feats, 0, copies[:3], seed=0)
 
