@@ -17,7 +17,7 @@ from pathlib import Path
 from dqn.checkpoint import load_weights
 from dqn.gan import Generator
 from learner.gan_cli import _load_gan, checkpoint_judge
-from learner.gan_job import generator_draws, score_draws
+from learner.gan_job import score_generator
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
         _, judge = checkpoint_judge(cfg, state)
         live = Generator(cfg.model, cfg.data.image_size, len(state["names"]))
         load_weights(live, state["generator"], run)
-        ratios = {name: round(score_draws(cfg, judge, generator_draws(cfg, judge, g)).ratio, 3)
+        ratios = {name: round(score_generator(cfg, judge, g).ratio, 3)
                   for name, g in (("average", average), ("live", live.eval()))}
         print(json.dumps({"run": str(run), "epoch": state["epoch"], **ratios}), flush=True)
 

@@ -199,8 +199,9 @@ class Judge:
 
     def _games(self, feats: np.ndarray, classes: int) -> None:
         """Each game's own distance: its rows of half B on the first GAME_SPLITS splits,
-        and its real-vs-real baseline (its rows of A against them). Which game a stuck
-        run draws badly shows there epoch by epoch (docs/gan.md)."""
+        and its real-vs-real baseline (its rows of A against them): how well a game's
+        own variety is drawn. It does not name the game that carries the overall
+        distance; `game_copied` does (docs/gan.md)."""
         halves = self.halves[:GAME_SPLITS]
         self.game_rows = {label: rows for label in range(classes)
                           if len(rows := np.flatnonzero(self.labels == label)) > 1}
@@ -231,6 +232,7 @@ class Judge:
         scored = [predict(self.model, generated) for generated in draws]
         generated = torch.cat(draws)
         predicted = np.concatenate([p for _, p in scored])
+        feats = [f for f, _ in scored]
         games = None
         if labels is None:   # the model chose its games: only the spread of the whole set
             cond = float("nan")
@@ -241,12 +243,10 @@ class Judge:
             mine = [torch.from_numpy(labels == label) for label in range(len(self.names))]
             spread = {name: (self.spread_real[name], pixel_spread(generated[mine[label]]))
                       for label, name in enumerate(self.names)}
-            games = {self.names[label]: (self.game_distance([f for f, _ in scored], label),
-                                         baseline)
+            games = {self.names[label]: (self.game_distance(feats, label), baseline)
                      for label, baseline in self.game_baselines.items()}
-        cfd = float(np.mean([self.distance(feats) for feats, _ in scored]))
-        return Quality(self.heldout_accuracy, cond, cfd, self.baseline, spread,
-                       [feats for feats, _ in scored], games)
+        cfd = float(np.mean([self.distance(f) for f in feats]))
+        return Quality(self.heldout_accuracy, cond, cfd, self.baseline, spread, feats, games)
 
     def game_copied(self, feats: list[np.ndarray], game: int, copies: np.ndarray,
                     seed: int, subsets: int = 16) -> float:

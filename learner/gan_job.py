@@ -320,8 +320,7 @@ class _Lead:
         if self.best is None or cfd < self.best["selection_cfd"]:
             numbers = numbers or score_generator(self.cfg, self.judge, model).metrics()
             self.best = {"epoch": epoch, "selection_cfd": cfd, "weights": weights,
-                         "metrics": {k: v for k, v in numbers.items()
-                                     if k.startswith("quality/")}}
+                         "metrics": dict(numbers)}
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return {**out, **best_metrics(self.best)}
 
