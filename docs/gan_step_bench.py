@@ -2,6 +2,7 @@
 index_select rows (now) against one advanced index for both (before), in one process:
 
     python docs/gan_step_bench.py [--updates 200] [section.key=value ...]
+    python docs/gan_step_bench.py --against model.g_class_norm=true   # with against without
 
 Random frames and labels, the preset's networks and step (bfloat16 where the CPU has
 it, channels-last, 2 threads). The updates alternate before / now, one each, so that a
@@ -12,6 +13,7 @@ the median time of an update of each and their ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from contextlib import contextmanager
@@ -43,20 +45,46 @@ def indexed_as_before():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=200, help="pairs of updates")
+    parser.add_argument("--against", nargs="+", metavar="KEY=VALUE", help="compare the "
+                        "preset with these overrides ('now') against it without them "
+                        "('before'), both indexing the current way")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     torch_process(2)
     cfg = load_config("conditional", args.overrides, GanConfig)
-    m, t = cfg.model, cfg.train
-    classes = len(cfg.data.games)
-    g = Generator(m, cfg.data.image_size, classes).to(memory_format=torch.channels_last)
-    d = Discriminator(m, cfg.data.image_size, classes).to(memory_format=torch.channels_last)
-    parts = GanParts(g, d, adam(g, t.lr_g, t.beta1), adam(d, t.lr_d, t.beta1))
-    size = cfg.data.image_size
-    real = (torch.rand(t.batch_size, 3, size, size) * 2 - 1).contiguous(
+    size, classes = cfg.data.image_size, len(cfg.data.games)
+    real = (torch.rand(cfg.train.batch_size, 3, size, size) * 2 - 1).contiguous(
         memory_format=torch.channels_last)
-    labels = torch.randint(0, classes, (t.batch_size,))
-    bf16 = bfloat16_passes(t.precision, torch.device("cpu"), avx512_bf16=True)
+    labels = torch.randint(0, classes, (cfg.train.batch_size,))
+    bf16 = bfloat16_passes(cfg.train.precision, torch.device("cpu"), avx512_bf16=True)
+    old = _updater(cfg, real, labels, bf16)
+    new = (_updater(load_config("conditional", [*args.overrides, *args.against], GanConfig),
+                    real, labels, bf16) if args.against else old)
+    as_before = contextlib.nullcontext if args.against else indexed_as_before
+
+    for _ in range(5):  # warm-up: oneDNN picks its kernels
+        old(), new()
+    before, now = [], []
+    for i in range(args.updates):
+        with as_before():
+            before.append(old())
+        now.append(new())
+        if (i + 1) % 50 == 0:
+            print(f"{i + 1} pairs: median ms an update, before {_ms(before)}, now {_ms(now)}",
+                  flush=True)
+    print(f"median: before {_ms(before)} ms, now {_ms(now)} ms an update "
+          f"({'bfloat16' if bf16 else 'float32'}); now / before "
+          f"{statistics.median(now) / statistics.median(before):.3f}")
+
+
+def _updater(cfg: GanConfig, real: torch.Tensor, labels: torch.Tensor, bf16: bool):
+    """A function that runs one training update of `cfg`'s networks, returning seconds."""
+    m, t = cfg.model, cfg.train
+    torch.manual_seed(0)
+    g = Generator(m, cfg.data.image_size, len(cfg.data.games))
+    d = Discriminator(m, cfg.data.image_size, len(cfg.data.games))
+    g, d = (n.to(memory_format=torch.channels_last) for n in (g, d))
+    parts = GanParts(g, d, adam(g, t.lr_g, t.beta1), adam(d, t.lr_d, t.beta1))
 
     def update() -> float:
         start = time.perf_counter()
@@ -64,20 +92,7 @@ def main() -> None:
             train_step(parts, real, labels, m.latent_size, t.g_loss, t.augment, 0.0,
                        m.latent_codes, t.code_weight, m.pack, mode_seeking=t.mode_seeking)
         return time.perf_counter() - start
-
-    for _ in range(5):  # warm-up: oneDNN picks its kernels
-        update()
-    before, now = [], []
-    for i in range(args.updates):
-        with indexed_as_before():
-            before.append(update())
-        now.append(update())
-        if (i + 1) % 50 == 0:
-            print(f"{i + 1} pairs: median ms an update, before {_ms(before)}, now {_ms(now)}",
-                  flush=True)
-    print(f"median: before {_ms(before)} ms, now {_ms(now)} ms an update "
-          f"({'bfloat16' if bf16 else 'float32'}); now / before "
-          f"{statistics.median(now) / statistics.median(before):.3f}")
+    return update
 
 
 def _ms(times: list[float]) -> str:

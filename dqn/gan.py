@@ -45,12 +45,16 @@ class Generator(nn.Module):
                       else None)
         channels = [cfg.g_width * 2 ** i for i in reversed(range(n))]  # e.g. 8w 4w 2w w
         fan_in = cfg.latent_size + (cfg.embed_size if cfg.conditional else 0)
+        classes = num_classes if cfg.conditional and cfg.g_class_norm else 0
+
+        def norm(c: int) -> nn.BatchNorm2d:
+            return ClassBatchNorm2d(c, classes) if classes else nn.BatchNorm2d(c)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(fan_in, channels[0], 4, 1, 0, bias=False),  # 1 -> 4
-            nn.BatchNorm2d(channels[0]), nn.ReLU(True)]
+            norm(channels[0]), nn.ReLU(True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.ReLU(True)]
+                       norm(c_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
@@ -63,15 +67,38 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             z = torch.cat([z, self.embed(labels)], dim=1)
-        if self.base is None:
-            return self.net(z[:, :, None, None])
-        return self.net[-1](self.net[:-1](z[:, :, None, None]) + per_label(self.base, labels))
+        h = z[:, :, None, None]
+        for layer in self.net[:-1]:
+            h = layer(h, labels) if isinstance(layer, ClassBatchNorm2d) else layer(h)
+        if self.base is not None:
+            h = h + per_label(self.base, labels)
+        return self.net[-1](h)
 
     @torch.no_grad()
     def start_from_mean_frames(self, means: torch.Tensor) -> None:
         """Sets the per-label base images to atanh of `means` (NCHW in [-1, 1], one row
         per label), clipped to +-0.98 so that black and white stay reachable."""
         self.base.copy_(torch.atanh(means.clamp(-0.98, 0.98)))
+
+
+class ClassBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose scale and shift also depend on the label (conditional batch
+    norm, de Vries et al. 2017; as in SNGAN's and BigGAN's generators): the shared
+    affine of nn.BatchNorm2d times (1 + gain[label]), plus shift[label]. Both tables
+    start at zero, so a new model draws as one with plain batch norm."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(channels)
+        self.gain = nn.Parameter(torch.zeros(num_classes, channels))
+        self.shift = nn.Parameter(torch.zeros(num_classes, channels))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = super().forward(x)
+        if labels is None:
+            raise ValueError("a generator with model.g_class_norm draws for given labels")
+        gain = per_label(self.gain, labels).to(x.dtype)[:, :, None, None]
+        shift = per_label(self.shift, labels).to(x.dtype)[:, :, None, None]
+        return x * (1 + gain) + shift
 
 
 class Discriminator(nn.Module):

@@ -82,6 +82,10 @@ class GanModelConfig:
                              "frame: a learned image per label, started at that frame, "
                              "is added before the tanh, so the convolutions need only "
                              "draw what differs from it (the moving objects)")
+    g_class_norm: bool = opt(False, "conditional only: each of the generator's batch "
+                             "norms gains a scale and shift per label (conditional batch "
+                             "norm, de Vries et al. 2017), so the label steers every "
+                             "layer, not only the input")
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,8 @@ class GanConfig(ConfigRoot):
         if self.model.d_residual and "color" in self.train.augment:
             raise UserError(f"config model.d_residual = {self.model.d_residual} needs "
                             f"train.augment without colour (got {self.train.augment!r})")
+        if self.model.g_class_norm and not self.model.conditional:
+            raise UserError("config model.g_class_norm = true needs model.conditional = true")
         if self.train.mode_seeking and self.model.pack > 1:
             raise UserError(f"config train.mode_seeking = {self.train.mode_seeking} needs "
                             f"model.pack = 1 (got {self.model.pack})")

@@ -6,7 +6,8 @@ import torch
 
 from dqn.errors import UserError
 from dqn.frames import FrameSet
-from dqn.gan import Discriminator, GanParts, Generator, adam, augment_images, train_step
+from dqn.gan import (ClassBatchNorm2d, Discriminator, GanParts, Generator, adam,
+                     augment_images, train_step)
 from dqn.gan_config import GanConfig, GanModelConfig
 from dqn.schema import load_config
 from learner.gan_job import class_means
@@ -97,3 +98,29 @@ def test_a_generator_on_mean_frames_starts_at_each_labels_mean_and_learns_it():
     assert not torch.equal(g.base, before)   # learned with the generator
     plain = Generator(GanModelConfig(latent_size=8, g_width=4), 16, 2)
     assert plain.base is None and "base" not in plain.state_dict()
+
+
+def test_class_batch_norm_starts_as_plain_batch_norm_and_learns_a_scale_per_label():
+    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, g_class_norm=True)
+    torch.manual_seed(0)
+    g = Generator(cfg, 16, 2)
+    torch.manual_seed(0)
+    plain = Generator(GanModelConfig(latent_size=8, g_width=4, d_width=4), 16, 2)
+    norms = [m for m in g.net if isinstance(m, ClassBatchNorm2d)]
+    assert len(norms) == 2 and all(isinstance(m, torch.nn.BatchNorm2d) for m in norms)
+    assert norms[0].gain.shape == (2, 8)        # a row per label, one per channel
+    z, labels = torch.randn(8, 8), torch.tensor([0, 1] * 4)
+    assert torch.allclose(g(z, labels), plain(z, labels))   # zero tables: the same net
+    d = Discriminator(cfg, 16, 2)
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
+    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, labels, 8, "non_saturating")
+    assert norms[0].gain.abs().sum() > 0 and norms[-1].shift.abs().sum() > 0
+    g.eval()   # running statistics: an image no longer depends on the rest of its batch
+    before = g(z, labels)
+    with torch.no_grad():
+        norms[-1].shift[1] += 1.0           # label 1's shift moves only label 1's images
+    after = g(z, labels)
+    assert torch.equal(after[0::2], before[0::2])
+    assert (after[1::2] - before[1::2]).abs().mean() > 0.01
+    with pytest.raises(UserError, match="model.g_class_norm = true needs model.conditional"):
+        load_config("dcgan", ("model.g_class_norm=true",), GanConfig)
