@@ -2,7 +2,7 @@
 index_select rows (now) against one advanced index for both (before), in one process:
 
     python docs/gan_step_bench.py [--updates 200] [section.key=value ...]
-    python docs/gan_step_bench.py --against model.g_class_norm=true   # with against without
+    python docs/gan_step_bench.py --against model.g_class_norm=false  # the preset without it
 
 Random frames and labels, the preset's networks and step (bfloat16 where the CPU has
 it, channels-last, 2 threads). The updates alternate before / now, one each, so that a
