@@ -93,9 +93,9 @@ class ClassBatchNorm2d(nn.BatchNorm2d):
         self.shift = nn.Parameter(torch.zeros(num_classes, channels))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = super().forward(x)
         if labels is None:
             raise ValueError("a generator with model.g_class_norm draws for given labels")
+        x = super().forward(x)
         gain = per_label(self.gain, labels).to(x.dtype)[:, :, None, None]
         shift = per_label(self.shift, labels).to(x.dtype)[:, :, None, None]
         return x * (1 + gain) + shift

@@ -1,4 +1,5 @@
-"""model.d_residual: the discriminator also sees each image minus its class's mean frame."""
+"""model.d_residual: the discriminator also sees each image minus its class's mean frame;
+and the generator's per-label parts, model.g_mean_frame and model.g_class_norm."""
 
 import numpy as np
 import pytest
