@@ -13,10 +13,9 @@ the median time of an update of each and their ratio.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -60,7 +59,7 @@ def main() -> None:
     old = _updater(cfg, real, labels, bf16)
     new = (_updater(load_config("conditional", [*args.overrides, *args.against], GanConfig),
                     real, labels, bf16) if args.against else old)
-    as_before = contextlib.nullcontext if args.against else indexed_as_before
+    as_before = nullcontext if args.against else indexed_as_before
 
     for _ in range(5):  # warm-up: oneDNN picks its kernels
         old(), new()

@@ -25,8 +25,9 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from dqn.frames import FrameSet, GameWeightedSampler, load_frames, split_heldout
-from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, StepStats, adam,
-                     generate, to_unit, train_step)
+from dqn.gan import (Discriminator, GanParts, Generator, StepStats, adam, generate, to_unit,
+                     train_step)
+from dqn.gan_average import AveragedGenerator
 from dqn.gan_config import GanConfig, GanTrainConfig
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from dqn.precision import bfloat16_passes

@@ -11,10 +11,11 @@ from PIL import Image
 from torch import nn
 
 from dqn.schema import load_config, preset_names
-from dqn.gan import (AveragedGenerator, Discriminator, GanParts, Generator, adam,
-                     minibatch_spread, augment_images, discriminator_loss, generator_loss,
-                     per_label, r1_penalty, train_step)
+from dqn.gan import (Discriminator, GanParts, Generator, adam, minibatch_spread,
+                     augment_images, discriminator_loss, generator_loss, per_label, r1_penalty,
+                     train_step)
 from dqn.gan_augment import _indexed, _sliced
+from dqn.gan_average import AveragedGenerator
 from dqn.gan_config import GanConfig, GanModelConfig
 from learner.cli import main
 
