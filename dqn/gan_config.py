@@ -171,6 +171,13 @@ class GanQualityConfig:
                                          "(train.lr_decay_start), where no kept "
                                          "generator comes from; empty: every_epochs",
                                          lo=1)
+    report_every_epochs: int | None = opt(None, "epochs between the report draws "
+                                          "(quality.draws: the CFD curve and the other "
+                                          "numbers); evaluations between them draw only "
+                                          "the selection draws of quality.keep_best, "
+                                          "and the kept generator's numbers are drawn "
+                                          "when the run ends (the last epoch always "
+                                          "reports); empty: every evaluation", lo=1)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ counters carry on); FailureConfig restarts a failed worker group from it too.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -297,19 +298,25 @@ class _Lead:
         every = q.early_every_epochs if early and q.early_every_epochs else q.every_epochs
         if epoch % every and not last:
             return {}
-        metrics = score_generator(self.cfg, self.judge, g).metrics()
+        reports = last or not q.report_every_epochs or epoch % q.report_every_epochs == 0
+        if not (reports or q.keep_best):
+            return {}
+        metrics = score_generator(self.cfg, self.judge, g).metrics() if reports else {}
         if q.keep_best:
-            metrics.update(self._select(epoch, g, metrics, live))
+            metrics.update(self._select(epoch, g, metrics if reports else None, live,
+                                        reports, last))
         self.logger.log(updates, {"epoch": epoch, **metrics})
         print(f"[epoch {epoch}] {format_quality(metrics)}", flush=True)
         return metrics
 
-    def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float],
-                live: torch.nn.Module | None = None) -> dict[str, float]:
+    def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float] | None,
+                live: torch.nn.Module | None = None, reports: bool = True,
+                last: bool = False) -> dict[str, float]:
         """Keep `g` (or `live`, the live weights, scored by its own report draws) when
         its selection draws of samples are the closest yet to the real frames; the best
         epoch's numbers (from the report draws, which took no part in the choice) as
-        `best/...`."""
+        `best/...`. Where this epoch draws no report draws (not `reports`), a new kept
+        generator's numbers wait for the `last` epoch (quality.report_every_epochs)."""
         chosen = selection_cfd(self.cfg, self.judge, g)
         out = {"quality/selection_cfd": chosen}
         candidates = [(chosen, "average", g, metrics)]
@@ -319,10 +326,15 @@ class _Lead:
             candidates.append((live_cfd, "live", live, None))
         cfd, weights, model, numbers = min(candidates, key=lambda c: c[0])
         if self.best is None or cfd < self.best["selection_cfd"]:
-            numbers = numbers or score_generator(self.cfg, self.judge, model).metrics()
+            if numbers is None and reports:
+                numbers = score_generator(self.cfg, self.judge, model).metrics()
             self.best = {"epoch": epoch, "selection_cfd": cfd, "weights": weights,
-                         "metrics": dict(numbers)}
+                         "metrics": None if numbers is None else dict(numbers)}
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if last and self.best.get("metrics") is None:  # kept between report draws
+            kept = copy.deepcopy(g)
+            kept.load_state_dict(self.best_weights)
+            self.best["metrics"] = score_generator(self.cfg, self.judge, kept).metrics()
         return {**out, **best_metrics(self.best)}
 
     def best_state(self) -> dict:
@@ -374,7 +386,7 @@ def best_metrics(best: dict) -> dict[str, float]:
     """The kept generator's epoch and its quality numbers, under `best/`."""
     return {"best/epoch": best["epoch"], "best/selection_cfd": best["selection_cfd"],
             "best/live": float(best.get("weights") == "live"),
-            **{f"best/{k}": v for k, v in best["metrics"].items()
+            **{f"best/{k}": v for k, v in (best.get("metrics") or {}).items()
                if k.startswith("quality/")}}
 
 

@@ -166,3 +166,60 @@ def test_blur_keeps_a_flat_image_and_spreads_a_point():
     out = blurred(point, 1.0).astype(int)
     assert out[0, 4, 4, 0] < 255 and out[0, 4, 5, 0] > 0 and out[0, 0, 0, 0] == 0
     assert abs(out[..., 0].sum() - 255) <= 20       # the light is moved, not lost
+
+
+def test_between_report_draws_only_selection_draws_run_and_the_kept_numbers_wait_for_the_end(
+        tmp_path, monkeypatch):
+    import learner.gan_job as job
+
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8)
+    heldout = FrameSet(images, np.repeat([0, 1], 60), ("a", "b"))
+    judge = Judge(train_classifier(heldout, updates=10, width=4, seed=0), heldout,
+                  seed=3, samples=40, splits=4)
+    cfg = load_config("conditional", ("model.latent_size=8", "quality.draws=2",
+                                      "quality.selection_draws=2",
+                                      "quality.report_every_epochs=3"), GanConfig)
+
+    class Scaled(torch.nn.Module):   # each image a function of its noise, times a weight
+        def __init__(self):
+            super().__init__()
+            self.amplitude = torch.nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, z, labels):
+            return torch.tanh(self.amplitude * z.repeat(1, 96)[:, :768].reshape(-1, 3, 16, 16))
+
+    class Rows:
+        def __init__(self):
+            self.rows = []
+
+        def log(self, step, row):
+            self.rows.append(row)
+
+        def log_image(self, *args):
+            pass
+
+    reported = []
+    score = job.score_generator
+    monkeypatch.setattr(job, "score_generator", lambda c, j, g: reported.append(
+        round(g.amplitude.item(), 3)) or score(c, j, g))
+    lead = job._Lead.__new__(job._Lead)
+    lead.cfg, lead.run_dir, lead.judge, lead.names = cfg, tmp_path, judge, heldout.names
+    lead.logger, lead.best, lead.best_weights = Rows(), None, None
+    lead.grid_z, lead.grid_labels = torch.randn(4, 8), torch.tensor([0, 1, 0, 1])
+    g = Scaled()
+    amplitudes = [0.3, 2.0, 0.2, 1.0, 3.0, 0.5]
+    for epoch, amplitude in enumerate(amplitudes, 1):
+        g.amplitude.data.fill_(amplitude)
+        lead.end_epoch(epoch, 10 * epoch, g, last=epoch == len(amplitudes))
+    rows = lead.logger.rows
+    assert [("quality/cfd" in r) for r in rows] == [False, False, True, False, False, True]
+    assert all("quality/selection_cfd" in r for r in rows)
+    chosen = [r["quality/selection_cfd"] for r in rows]
+    kept = int(np.argmin(chosen))
+    assert rows[-1]["best/epoch"] == kept + 1
+    # the report draws: epochs 3 and 6, then the kept weights' own when kept elsewhere
+    assert reported[:2] == [0.2, 0.5] and reported[2:] == (
+        [] if kept + 1 in (3, 6) else [amplitudes[kept]])
+    g.amplitude.data.fill_(amplitudes[kept])
+    assert rows[-1]["best/quality/cfd"] == pytest.approx(score(cfg, judge, g).cfd)
