@@ -303,20 +303,20 @@ class _Lead:
             return {}
         metrics = score_generator(self.cfg, self.judge, g).metrics() if reports else {}
         if q.keep_best:
-            metrics.update(self._select(epoch, g, metrics if reports else None, live,
-                                        reports, last))
+            metrics.update(self._select(epoch, g, metrics if reports else None, live, last))
         self.logger.log(updates, {"epoch": epoch, **metrics})
         print(f"[epoch {epoch}] {format_quality(metrics)}", flush=True)
         return metrics
 
     def _select(self, epoch: int, g: torch.nn.Module, metrics: dict[str, float] | None,
-                live: torch.nn.Module | None = None, reports: bool = True,
-                last: bool = False) -> dict[str, float]:
+                live: torch.nn.Module | None = None, last: bool = False
+                ) -> dict[str, float]:
         """Keep `g` (or `live`, the live weights, scored by its own report draws) when
         its selection draws of samples are the closest yet to the real frames; the best
         epoch's numbers (from the report draws, which took no part in the choice) as
-        `best/...`. Where this epoch draws no report draws (not `reports`), a new kept
+        `best/...`. Where this epoch drew no report draws (`metrics` None), a new kept
         generator's numbers wait for the `last` epoch (quality.report_every_epochs)."""
+        reports = metrics is not None
         chosen = selection_cfd(self.cfg, self.judge, g)
         out = {"quality/selection_cfd": chosen}
         candidates = [(chosen, "average", g, metrics)]
@@ -331,7 +331,7 @@ class _Lead:
             self.best = {"epoch": epoch, "selection_cfd": cfd, "weights": weights,
                          "metrics": None if numbers is None else dict(numbers)}
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if last and self.best.get("metrics") is None:  # kept between report draws
+        if last and self.best["metrics"] is None:  # kept between report draws
             kept = copy.deepcopy(g)
             kept.load_state_dict(self.best_weights)
             self.best["metrics"] = score_generator(self.cfg, self.judge, kept).metrics()
