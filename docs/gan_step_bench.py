@@ -3,6 +3,8 @@ index_select rows (now) against one advanced index for both (before), in one pro
 
     python docs/gan_step_bench.py [--updates 200] [section.key=value ...]
     python docs/gan_step_bench.py --against model.g_class_norm=false  # the preset without it
+    python docs/gan_step_bench.py --weight-grad  # oneDNN's conv weight gradients (before)
+                                                 # against matrix products (now)
 
 Random frames and labels, the preset's networks and step (bfloat16 where the CPU has
 it, channels-last, 2 threads). The updates alternate before / now, one each, so that a
@@ -21,6 +23,7 @@ import torch
 
 import dqn.gan
 import dqn.gan_augment
+import dqn.gan_conv
 from dqn.gan import Discriminator, GanParts, Generator, adam, train_step
 from dqn.gan_config import GanConfig
 from dqn.precision import bfloat16_passes
@@ -41,12 +44,25 @@ def indexed_as_before():
         dqn.gan_augment._sliced, dqn.gan.per_label = sliced, per_label
 
 
+@contextmanager
+def onednn_weight_grad():
+    """Every convolution on oneDNN, forward and backward, as until 2026-12-06 (eleventh
+    session)."""
+    dqn.gan_conv.ENABLED = False
+    try:
+        yield
+    finally:
+        dqn.gan_conv.ENABLED = True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=200, help="pairs of updates")
     parser.add_argument("--against", nargs="+", metavar="KEY=VALUE", help="compare the "
                         "preset with these overrides ('now') against it without them "
                         "('before'), both indexing the current way")
+    parser.add_argument("--weight-grad", action="store_true", help="before: oneDNN's "
+                        "weight gradients for every convolution (dqn/gan_conv.py)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     torch_process(2)
@@ -59,7 +75,8 @@ def main() -> None:
     old = _updater(cfg, real, labels, bf16)
     new = (_updater(load_config("conditional", [*args.overrides, *args.against], GanConfig),
                     real, labels, bf16) if args.against else old)
-    as_before = nullcontext if args.against else indexed_as_before
+    as_before = (nullcontext if args.against else
+                 onednn_weight_grad if args.weight_grad else indexed_as_before)
 
     for _ in range(5):  # warm-up: oneDNN picks its kernels
         old(), new()

@@ -28,6 +28,7 @@ from torch import nn
 
 from dqn.gan_augment import augment_images  # noqa: F401  (re-exported)
 from dqn.gan_config import GanModelConfig
+from dqn.gan_conv import GemmGradConv2d, GemmGradConvTranspose2d, MatmulConvTranspose2d
 
 
 def _num_upsamplings(image_size: int) -> int:
@@ -49,10 +50,10 @@ class Generator(nn.Module):
         def norm(c: int) -> nn.BatchNorm2d:
             return ClassBatchNorm2d(c, classes) if classes else nn.BatchNorm2d(c)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(fan_in, channels[0], 4, 1, 0, bias=False),  # 1 -> 4
+            MatmulConvTranspose2d(fan_in, channels[0], 4, 1, 0, bias=False),  # 1 -> 4
             norm(channels[0]), nn.ReLU(True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+            layers += [GemmGradConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
                        norm(c_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -120,7 +121,7 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(fan_in, channels[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+            layers += [GemmGradConv2d(c_in, c_out, 4, 2, 1, bias=False),
                        *([nn.BatchNorm2d(c_out)] if cfg.d_norm.startswith("batch")
                          else []),
                        nn.LeakyReLU(0.2, True)]

@@ -227,3 +227,22 @@ class GanConfig(ConfigRoot):
         return FramePlan(d.games, d.frames_per_game, d.keep_every_env_steps, d.image_size,
                          self.run.seed, tuple(str(Path(p).resolve()) for p in
                                               d.dqn_checkpoints), d.dqn_eps, d.resize)
+
+
+CLOSING = 10.0  # seconds from the last epoch's numbers to the command's end (4-7 measured)
+
+
+def planned_epochs(t: GanTrainConfig, epoch: int, seconds: float, before: float = 0.0,
+                   longest: float = 0.0) -> int:
+    """The epochs the run will have trained when it stops, after `epoch` epochs in
+    `seconds`, `before` seconds having gone before its first update: train.epochs, or
+    fewer where train.budget_minutes runs out first (no epoch is started that would not
+    end within the budget at the pace so far). The last epoch scores more than the
+    average one (the report draws, those of the kept generator) and the command closes
+    after it: the longest evaluation so far, `longest`, and `CLOSING` seconds more are
+    kept back for that."""
+    if t.budget_minutes is None or epoch == 0 or seconds <= 0:  # no pace known yet
+        return t.epochs
+    spare = t.budget_minutes * 60 - before - seconds - longest - CLOSING
+    fit = epoch + int(spare // (seconds / epoch))
+    return max(epoch, min(t.epochs, fit))

@@ -29,7 +29,7 @@ from dqn.frames import FrameSet, GameWeightedSampler, load_frames, split_heldout
 from dqn.gan import (Discriminator, GanParts, Generator, StepStats, adam, generate, to_unit,
                      train_step)
 from dqn.gan_average import AveragedGenerator
-from dqn.gan_config import GanConfig, GanTrainConfig
+from dqn.gan_config import GanConfig, GanTrainConfig, planned_epochs
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from dqn.precision import bfloat16_passes
 from dqn.process import torch_process
@@ -81,7 +81,8 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
     # Frames, judge and Ray's start: the same on every rank (one clock for all)
     before = (state.get("start_seconds", 0.0) if state is not None else
               all_max(max(0.0, time.time() - started)) if started is not None else 0.0)
-    planned = planned_epochs(t, epoch, seconds, before)
+    longest = state.get("longest_evaluation", 0.0) if state is not None else 0.0
+    planned = planned_epochs(t, epoch, seconds, before, longest)
     if epoch >= planned:  # already trained: hand back the last numbers
         report(state["last_metrics"])
         return
@@ -121,9 +122,10 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
         metrics = {"epoch": epoch, "g_updates": updates,
                    "charts/epoch_seconds": time.monotonic() - t0}
         # The budget's plan, from the slowest rank's clock, so every rank agrees.
-        planned = planned_epochs(t, epoch, seconds + all_max(time.monotonic() - t0), before)
+        planned = planned_epochs(t, epoch, seconds + all_max(time.monotonic() - t0), before,
+                                 longest)
         progress.total = total = planned * len(loader)
-        saved = None
+        saved, evaluating = None, time.monotonic()
         if lead is not None:
             drawer = (ema.ready(seed=cfg.run.seed) if ema is not None
                       else _unwrap(parts.generator))
@@ -135,25 +137,15 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
             seconds_now = seconds + time.monotonic() - t0
             saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
             saved["train_seconds"], saved["start_seconds"] = seconds_now, before
+            saved["longest_evaluation"] = max(longest, time.monotonic() - evaluating)
             if ema is not None:
                 saved["generator_ema"] = ema.model.state_dict()
             saved.update(lead.best_state())
+        longest = max(longest, all_max(time.monotonic() - evaluating))  # scores, checkpoint
         report(metrics, saved)
         seconds += all_max(time.monotonic() - t0)  # the whole epoch: scores and report too
     if lead is not None:
         lead.close()
-
-
-def planned_epochs(t: GanTrainConfig, epoch: int, seconds: float, before: float = 0.0
-                   ) -> int:
-    """The epochs the run will have trained when it stops, after `epoch` epochs in
-    `seconds`, `before` seconds having gone before its first update: train.epochs, or
-    fewer where train.budget_minutes runs out first (no epoch is started that would not
-    end within the budget at the pace so far)."""
-    if t.budget_minutes is None or epoch == 0 or seconds <= 0:  # no pace known yet
-        return t.epochs
-    fit = epoch + int((t.budget_minutes * 60 - before - seconds) // (seconds / epoch))
-    return max(epoch, min(t.epochs, fit))
 
 
 def _build(cfg: GanConfig, train: FrameSet, state: dict | None

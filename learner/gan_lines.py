@@ -9,18 +9,18 @@ def format_quality(metrics: dict[str, float]) -> str:
              "quality/cfd": "classifier Fréchet distance (CFD)",
              "quality/cfd_real_vs_real": "CFD real-vs-real",
              "quality/cfd_ratio": "CFD / real-vs-real"}
-    line = "  ".join(f"{label} {metrics[k]:.4g}" for k, label in names.items() if k in metrics)
+    parts = [f"{label} {metrics[k]:.4g}" for k, label in names.items() if k in metrics]
     spreads = [f"{key.removeprefix('spread/real/')} {real:.3f}/"
                f"{metrics[key.replace('/real/', '/generated/')]:.3f}"
                for key, real in metrics.items() if key.startswith("spread/real/")]
-    line += f"  pixel spread real/samples: {', '.join(spreads)}" if spreads else ""
+    parts += [f"pixel spread real/samples: {', '.join(spreads)}"] if spreads else []
     games = [f"{key.removeprefix('games/cfd_ratio/')} {v:.3g}" for key, v in metrics.items()
              if key.startswith("games/cfd_ratio/")]
-    line += f"  each game's CFD / its real-vs-real: {', '.join(games)}" if games else ""
-    if "quality/selection_cfd" in metrics:
-        line += (f"  CFD of the selection draws {metrics['quality/selection_cfd']:.4g}"
-                 f" (best: epoch {int(metrics['best/epoch'])})")
-    return line
+    parts += [f"each game's CFD / its real-vs-real: {', '.join(games)}"] if games else []
+    if "quality/selection_cfd" in metrics:  # alone between report epochs
+        parts.append(f"CFD of the selection draws {metrics['quality/selection_cfd']:.4g}"
+                     f" (best: epoch {int(metrics['best/epoch'])})")
+    return "  ".join(parts)
 
 
 def format_best(metrics: dict[str, float]) -> str:

@@ -223,3 +223,17 @@ def test_between_report_draws_only_selection_draws_run_and_the_kept_numbers_wait
         [] if kept + 1 in (3, 6) else [amplitudes[kept]])
     g.amplitude.data.fill_(amplitudes[kept])
     assert rows[-1]["best/quality/cfd"] == pytest.approx(score(cfg, judge, g).cfd)
+
+
+def test_the_epoch_line_names_what_was_drawn_and_nothing_else():
+    from learner.gan_lines import format_quality
+
+    between = {"quality/selection_cfd": 0.31234, "best/epoch": 7.0}
+    assert format_quality(between) == "CFD of the selection draws 0.3123 (best: epoch 7)"
+    report = {"quality/conditional_acc": 1.0, "quality/cfd": 0.2, "quality/cfd_ratio": 5.0,
+              "spread/real/pong": 0.018, "spread/generated/pong": 0.05,
+              "games/cfd_ratio/pong": 17.5, **between}
+    assert format_quality(report) == (
+        "conditional acc 1  classifier Fréchet distance (CFD) 0.2  CFD / real-vs-real 5  "
+        "pixel spread real/samples: pong 0.018/0.050  each game's CFD / its real-vs-real: "
+        "pong 17.5  CFD of the selection draws 0.3123 (best: epoch 7)")

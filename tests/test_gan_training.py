@@ -174,17 +174,24 @@ def test_game_weights_are_checked():
 
 
 def test_a_budget_stops_before_the_epoch_that_would_not_fit():
+    from dqn.gan_config import CLOSING
     from learner.gan_job import planned_epochs
 
+    assert CLOSING == 10.0
     t = GanTrainConfig(epochs=24, budget_minutes=10)
     assert planned_epochs(t, 0, 0.0) == 24        # no pace yet
     assert planned_epochs(t, 5, 0.0) == 24        # nor from a checkpoint without a clock
-    assert planned_epochs(t, 1, 30.0) == 20       # 30 s an epoch: 20 end within 600 s
+    assert planned_epochs(t, 1, 29.5) == 20       # 20 x 29.5 s + 10 s of closing: 600 s
+    assert planned_epochs(t, 1, 30.0) == 19       # a 20th would close 10 s past the budget
     assert planned_epochs(t, 1, 20.0) == 24       # a fast host: the epochs bind first
+    assert planned_epochs(t, 18, 531.0) == 20     # an epoch late in a run is judged alike
     assert planned_epochs(t, 19, 590.0) == 19     # a 20th would end past the budget
     # 120 s of frames, judge and Ray's start before the first update count too
-    assert planned_epochs(t, 1, 30.0, before=120.0) == 16
-    assert planned_epochs(t, 1, 30.0, before=700.0) == 1   # nothing more fits
+    assert planned_epochs(t, 1, 30.0, before=120.0) == 15    # 120 + 15 x 30 + 10 = 580
+    assert planned_epochs(t, 1, 30.0, before=700.0) == 1     # nothing more fits
+    # the longest evaluation so far is kept back once, for the last epoch's
+    assert planned_epochs(t, 1, 29.0, longest=10.0) == 20    # 20 x 29 + 10 + 10 = 600
+    assert planned_epochs(t, 1, 29.0, longest=10.5) == 19
     assert planned_epochs(dataclasses.replace(t, budget_minutes=None), 5, 1e6) == 24
 
 
