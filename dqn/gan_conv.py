@@ -6,14 +6,15 @@ of 64) runs at a fraction of its forward speed: 12 ms against 2.5 ms for the sam
 product written as patches x gradient (docs/gan.md, "One matrix product for the weight
 gradient"). These layers compute it that way:
 
-    dW[o, (kh, kw, c)] = sum over the batch's output pixels p of dY[p, o] * X_patch[p, (kh, kw, c)]
+    dW[o, (kh, kw, c)] = sum over output pixels p of dY[p, o] * patch_X[p, (kh, kw, c)]
 
 with the patches taken by a strided view of the padded channels-last input (one copy,
-no unfold), so the product runs on the same bfloat16 or float32 kernels as a linear
-layer. The forward pass and the input gradient stay oneDNN's. Same parameters, same
-state dict and the same numbers up to rounding as nn.Conv2d / nn.ConvTranspose2d; the
-usual path runs elsewhere (a GPU, other kernel sizes, a bias, a layer too narrow to
-gain: fewer than `MIN_PATCH` values in a patch, float32, where oneDNN is as fast).
+no unfold), so the product runs on the bfloat16 matrix kernels (AMX where there are
+tiles) a linear layer uses. The forward pass and the input gradient stay oneDNN's.
+Same parameters, same state dict and the same numbers up to rounding as nn.Conv2d /
+nn.ConvTranspose2d; the usual path runs elsewhere (a GPU, other kernel sizes, a bias,
+a layer too narrow to gain: fewer than `MIN_PATCH` values in a patch, float32, where
+oneDNN is as fast).
 """
 
 from __future__ import annotations
