@@ -137,11 +137,12 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
             seconds_now = seconds + time.monotonic() - t0
             saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
             saved["train_seconds"], saved["start_seconds"] = seconds_now, before
-            saved["longest_evaluation"] = max(longest, time.monotonic() - evaluating)
             if ema is not None:
                 saved["generator_ema"] = ema.model.state_dict()
             saved.update(lead.best_state())
         longest = max(longest, all_max(time.monotonic() - evaluating))  # scores, checkpoint
+        if saved is not None:  # a resumed run plans with the value every rank agreed on
+            saved["longest_evaluation"] = longest
         report(metrics, saved)
         seconds += all_max(time.monotonic() - t0)  # the whole epoch: scores and report too
     if lead is not None:
