@@ -1,10 +1,12 @@
-"""The conditional preset's training update, bare, with the CPU's slice crops and
+"""The conditional preset's training update, bare, with the CPU's shifts and
 index_select rows (now) against one advanced index for both (before), in one process:
 
     python docs/gan_step_bench.py [--updates 200] [section.key=value ...]
     python docs/gan_step_bench.py --against model.g_class_norm=false  # the preset without it
     python docs/gan_step_bench.py --weight-grad  # oneDNN's conv weight gradients (before)
                                                  # against matrix products (now)
+    python docs/gan_step_bench.py --shift  # pad and a slice per image (before) against
+                                           # the shift of dqn/gan_augment.py (now)
 
 Random frames and labels, the preset's networks and step (bfloat16 where the CPU has
 it, channels-last, 2 threads). The updates alternate before / now, one each, so that a
@@ -32,16 +34,48 @@ from dqn.schema import load_config
 
 
 @contextmanager
-def indexed_as_before():
-    """Both picks by one advanced index, as until 2026-12-05 (seventh session)."""
-    sliced, per_label = dqn.gan_augment._sliced, dqn.gan.per_label
-    dqn.gan_augment._sliced = dqn.gan_augment._indexed
-    dqn.gan.per_label = lambda rows, labels: (rows[labels] if labels is not None
-                                              and len(rows) > 1 else rows[:1])
+def translated_by(crops):
+    """The translation's crops by `crops(padded, dy, dx, h, w)` from the zero-padded
+    batch (B, H, W, C), as `_indexed` takes them, instead of the CPU's shift."""
+    shift = dqn.gan_augment._Shift
+
+    class Padded:
+        @staticmethod
+        def apply(x: torch.Tensor, dy: list[int], dx: list[int]) -> torch.Tensor:
+            h, w = x.shape[-2:]
+            sy, sx = (max(abs(o) for o in offsets) for offsets in (dy, dx))
+            padded = torch.nn.functional.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)
+            rows, cols = (torch.tensor(o).view(-1, 1, 1) for o in (dy, dx))
+            return crops(padded, rows + sy, cols + sx, h, w).permute(0, 3, 1, 2)
+    dqn.gan_augment._Shift = Padded
     try:
         yield
     finally:
-        dqn.gan_augment._sliced, dqn.gan.per_label = sliced, per_label
+        dqn.gan_augment._Shift = shift
+
+
+def sliced(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
+           ) -> torch.Tensor:
+    """A slice per image, stacked: the CPU's crops until 2026-12-06 (twelfth session)."""
+    return torch.stack([img[y:y + h, c:c + w] for img, y, c in zip(
+        padded.unbind(0), dy.view(-1).tolist(), dx.view(-1).tolist())])
+
+
+@contextmanager
+def indexed_as_before():
+    """Both picks by one advanced index, as until 2026-12-05 (seventh session)."""
+    per_label = dqn.gan.per_label
+    dqn.gan.per_label = lambda rows, labels: (rows[labels] if labels is not None
+                                              and len(rows) > 1 else rows[:1])
+    try:
+        with translated_by(dqn.gan_augment._indexed):
+            yield
+    finally:
+        dqn.gan.per_label = per_label
+
+
+def sliced_as_before():
+    return translated_by(sliced)
 
 
 @contextmanager
@@ -63,6 +97,8 @@ def main() -> None:
                         "('before'), both indexing the current way")
     parser.add_argument("--weight-grad", action="store_true", help="before: oneDNN's "
                         "weight gradients for every convolution (dqn/gan_conv.py)")
+    parser.add_argument("--shift", action="store_true", help="before: the translation "
+                        "from the zero-padded batch, a slice per image (dqn/gan_augment.py)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     torch_process(2)
@@ -76,7 +112,8 @@ def main() -> None:
     new = (_updater(load_config("conditional", [*args.overrides, *args.against], GanConfig),
                     real, labels, bf16) if args.against else old)
     as_before = (nullcontext if args.against else
-                 onednn_weight_grad if args.weight_grad else indexed_as_before)
+                 onednn_weight_grad if args.weight_grad else
+                 sliced_as_before if args.shift else indexed_as_before)
 
     for _ in range(5):  # warm-up: oneDNN picks its kernels
         old(), new()

@@ -30,28 +30,48 @@ def augment_images(images: torch.Tensor, kind: str) -> torch.Tensor:
 def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
     b, _, h, w = x.shape
     sy, sx = max(1, int(h * ratio)), max(1, int(w * ratio))
-    padded = F.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)   # B, H + 2sy, W + 2sx, C
     dy = torch.randint(0, 2 * sy + 1, (b, 1, 1), device=x.device)
     dx = torch.randint(0, 2 * sx + 1, (b, 1, 1), device=x.device)
-    crops = _sliced if x.device.type == "cpu" else _indexed
-    return crops(padded, dy, dx, h, w).permute(0, 3, 1, 2)
+    if x.device.type == "cpu":
+        return _Shift.apply(x, (dy.view(-1) - sy).tolist(), (dx.view(-1) - sx).tolist())
+    padded = F.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)   # B, H + 2sy, W + 2sx, C
+    return _indexed(padded, dy, dx, h, w).permute(0, 3, 1, 2)
 
 
-def _sliced(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
-            ) -> torch.Tensor:
-    """Image i's h x w window at (dy[i], dx[i]) of `padded` (B, H, W, C): a slice per
-    image, stacked. The same crops as `_indexed`, 2.7x faster forward and backward on a
-    2-core CPU (4.7 against 12.8 ms for the preset's 64 x 6 x 64 x 64 in bfloat16; the
-    whole update 8 % faster with `per_label`'s, docs/gan_step_bench.py): its backward is
-    a copy per image, where indexing's is a scattered accumulation. On a GPU the
-    offsets would have to come back to the host: `_indexed` there."""
-    return torch.stack([img[y:y + h, c:c + w] for img, y, c in zip(
-        padded.unbind(0), dy.view(-1).tolist(), dx.view(-1).tolist())])
+class _Shift(torch.autograd.Function):
+    """Image i moved by (-dy[i], -dx[i]) pixels, what leaves the frame dropped and zeros
+    (mid-grey) where nothing comes in: the crops of `_indexed` from the zero-padded
+    batch, without the padded batch. One slice copy per image forward and one back
+    (the adjoint of a shift is the opposite shift): on a 2-core CPU 3.5 ms forward and
+    backward for the preset's 64 x 6 x 64 x 64 in bfloat16, where padding and stacking a
+    slice per image took 5.1 (the whole update 0.976 of that, docs/gan_step_bench.py
+    --shift). On a GPU the offsets would have to come back to the host: `_indexed` there."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dy: list[int], dx: list[int]) -> torch.Tensor:
+        ctx.offsets = dy, dx
+        return _shifted(x, dy, dx)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        dy, dx = ctx.offsets
+        return _shifted(grad, [-o for o in dy], [-o for o in dx]), None, None
+
+
+def _shifted(x: torch.Tensor, dy: list[int], dx: list[int]) -> torch.Tensor:
+    """out[i, :, y, c] = x[i, :, y + dy[i], c + dx[i]] where that lies in x, else 0."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    for i, (oy, ox) in enumerate(zip(dy, dx)):
+        out[i, :, max(0, -oy):h - max(0, oy), max(0, -ox):w - max(0, ox)] = \
+            x[i, :, max(0, oy):h - max(0, -oy), max(0, ox):w - max(0, -ox)]
+    return out
 
 
 def _indexed(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
              ) -> torch.Tensor:
-    """`_sliced`'s crops by one advanced index (DiffAugment's way)."""
+    """Image i's h x w window at (dy[i], dx[i]) of `padded` (B, H, W, C), all by one
+    advanced index (DiffAugment's way)."""
     b = padded.shape[0]
     rows = torch.arange(h, device=padded.device).view(1, h, 1) + dy
     cols = torch.arange(w, device=padded.device).view(1, 1, w) + dx

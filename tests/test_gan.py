@@ -14,7 +14,7 @@ from dqn.schema import load_config, preset_names
 from dqn.gan import (Discriminator, GanParts, Generator, adam, minibatch_spread,
                      augment_images, discriminator_loss, generator_loss, per_label, r1_penalty,
                      train_step)
-from dqn.gan_augment import _indexed, _sliced
+from dqn.gan_augment import _indexed, _Shift
 from dqn.gan_average import AveragedGenerator
 from dqn.gan_config import GanConfig, GanModelConfig
 from learner.cli import main
@@ -166,15 +166,19 @@ def test_augmentation_passes_the_gradient_to_the_generator():
     assert set(x.grad.unique().tolist()) <= {0.0, 1.0} and x.grad.sum() > 0
 
 
-def test_the_cpu_crops_match_the_indexed_crops_and_their_gradient():
+def test_the_cpu_shift_matches_the_indexed_crops_and_their_gradient():
     torch.manual_seed(0)
-    padded = torch.randn(8, 40, 40, 6).requires_grad_()    # B, H, W, C as _translate has it
+    x = torch.randn(8, 6, 32, 32).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
     dy, dx = torch.randint(0, 9, (8, 1, 1)), torch.randint(0, 9, (8, 1, 1))
-    sliced, indexed = _sliced(padded, dy, dx, 32, 32), _indexed(padded, dy, dx, 32, 32)
-    assert torch.equal(sliced, indexed) and sliced.shape == (8, 32, 32, 6)
-    weight = torch.randn(8, 32, 32, 6)
-    grads = [torch.autograd.grad((crops * weight).sum(), padded)[0]
-             for crops in (sliced, indexed)]
+    shifted = _Shift.apply(x, (dy.view(-1) - 4).tolist(), (dx.view(-1) - 4).tolist())
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4)).permute(0, 2, 3, 1)
+    indexed = _indexed(padded, dy, dx, 32, 32).permute(0, 3, 1, 2)
+    assert torch.equal(shifted, indexed) and shifted.shape == (8, 6, 32, 32)
+    assert shifted.is_contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(8, 6, 32, 32)
+    grads = [torch.autograd.grad((crops * weight).sum(), x)[0]
+             for crops in (shifted, indexed)]
     assert torch.equal(*grads) and grads[0].abs().sum() > 0
 
 
