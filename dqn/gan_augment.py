@@ -44,7 +44,7 @@ class _Shift(torch.autograd.Function):
     batch, without the padded batch. One slice copy per image forward and one back
     (the adjoint of a shift is the opposite shift): on a 2-core CPU 3.5 ms forward and
     backward for the preset's 64 x 6 x 64 x 64 in bfloat16, where padding and stacking a
-    slice per image took 5.1 (the whole update 0.976 of that, docs/gan_step_bench.py
+    slice per image took 5.1 (the whole update 0.976x the time, docs/gan_step_bench.py
     --shift). On a GPU the offsets would have to come back to the host: `_indexed` there."""
 
     @staticmethod
