@@ -42,11 +42,9 @@ def translated_by(crops):
     class Padded:
         @staticmethod
         def apply(x: torch.Tensor, dy: list[int], dx: list[int]) -> torch.Tensor:
-            h, w = x.shape[-2:]
             sy, sx = (max(abs(o) for o in offsets) for offsets in (dy, dx))
-            padded = torch.nn.functional.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)
             rows, cols = (torch.tensor(o).view(-1, 1, 1) for o in (dy, dx))
-            return crops(padded, rows + sy, cols + sx, h, w).permute(0, 3, 1, 2)
+            return dqn.gan_augment.from_padded(x, rows + sy, cols + sx, sy, sx, crops)
     dqn.gan_augment._Shift = Padded
     try:
         yield

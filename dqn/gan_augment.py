@@ -34,8 +34,16 @@ def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
     dx = torch.randint(0, 2 * sx + 1, (b, 1, 1), device=x.device)
     if x.device.type == "cpu":
         return _Shift.apply(x, (dy.view(-1) - sy).tolist(), (dx.view(-1) - sx).tolist())
+    return from_padded(x, dy, dx, sy, sx, _indexed)
+
+
+def from_padded(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, sy: int, sx: int,
+                crops) -> torch.Tensor:
+    """Each image's window at (dy[i], dx[i]) of the batch zero-padded by (sy, sx), by
+    `crops(padded, dy, dx, h, w)` on the padded batch as (B, H, W, C)."""
+    h, w = x.shape[-2:]
     padded = F.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)   # B, H + 2sy, W + 2sx, C
-    return _indexed(padded, dy, dx, h, w).permute(0, 3, 1, 2)
+    return crops(padded, dy, dx, h, w).permute(0, 3, 1, 2)
 
 
 class _Shift(torch.autograd.Function):
