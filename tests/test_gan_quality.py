@@ -168,8 +168,9 @@ def test_blur_keeps_a_flat_image_and_spreads_a_point():
     assert abs(out[..., 0].sum() - 255) <= 20       # the light is moved, not lost
 
 
+@pytest.mark.parametrize("every, report_epochs", [(3, (3, 6)), (0, (6,))])
 def test_between_report_draws_only_selection_draws_run_and_the_kept_numbers_wait_for_the_end(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, every, report_epochs):
     import learner.gan_job as job
 
     rng = np.random.default_rng(4)
@@ -179,7 +180,7 @@ def test_between_report_draws_only_selection_draws_run_and_the_kept_numbers_wait
                   seed=3, samples=40, splits=4)
     cfg = load_config("conditional", ("model.latent_size=8", "quality.draws=2",
                                       "quality.selection_draws=2",
-                                      "quality.report_every_epochs=3"), GanConfig)
+                                      f"quality.report_every_epochs={every}"), GanConfig)
 
     class Scaled(torch.nn.Module):   # each image a function of its noise, times a weight
         def __init__(self):
@@ -213,14 +214,17 @@ def test_between_report_draws_only_selection_draws_run_and_the_kept_numbers_wait
         g.amplitude.data.fill_(amplitude)
         lead.end_epoch(epoch, 10 * epoch, g, last=epoch == len(amplitudes))
     rows = lead.logger.rows
-    assert [("quality/cfd" in r) for r in rows] == [False, False, True, False, False, True]
+    assert [("quality/cfd" in r) for r in rows] == [e in report_epochs for e in range(1, 7)]
     assert all("quality/selection_cfd" in r for r in rows)
     chosen = [r["quality/selection_cfd"] for r in rows]
+    assert [r["quality/selection_cfd_ratio"] for r in rows] == pytest.approx(
+        [c / judge.baseline for c in chosen])
     kept = int(np.argmin(chosen))
     assert rows[-1]["best/epoch"] == kept + 1
-    # the report draws: epochs 3 and 6, then the kept weights' own when kept elsewhere
-    assert reported[:2] == [0.2, 0.5] and reported[2:] == (
-        [] if kept + 1 in (3, 6) else [amplitudes[kept]])
+    # the report draws: the report epochs', then the kept weights' own when kept elsewhere
+    n = len(report_epochs)
+    assert reported[:n] == [amplitudes[e - 1] for e in report_epochs]
+    assert reported[n:] == ([] if kept + 1 in report_epochs else [amplitudes[kept]])
     g.amplitude.data.fill_(amplitudes[kept])
     assert rows[-1]["best/quality/cfd"] == pytest.approx(score(cfg, judge, g).cfd)
 
@@ -228,12 +232,14 @@ def test_between_report_draws_only_selection_draws_run_and_the_kept_numbers_wait
 def test_the_epoch_line_names_what_was_drawn_and_nothing_else():
     from learner.gan_lines import format_quality
 
-    between = {"quality/selection_cfd": 0.31234, "best/epoch": 7.0}
-    assert format_quality(between) == "CFD of the selection draws 0.3123 (best: epoch 7)"
+    between = {"quality/selection_cfd": 0.31234, "quality/selection_cfd_ratio": 2.71828,
+               "best/epoch": 7.0}
+    assert format_quality(between) == (
+        "CFD of the selection draws 0.3123 (2.72x real-vs-real) (best: epoch 7)")
     report = {"quality/conditional_acc": 1.0, "quality/cfd": 0.2, "quality/cfd_ratio": 5.0,
               "spread/real/pong": 0.018, "spread/generated/pong": 0.05,
               "games/cfd_ratio/pong": 17.5, **between}
     assert format_quality(report) == (
         "conditional acc 1  classifier Fréchet distance (CFD) 0.2  CFD / real-vs-real 5  "
         "pixel spread real/samples: pong 0.018/0.050  each game's CFD / its real-vs-real: "
-        "pong 17.5  CFD of the selection draws 0.3123 (best: epoch 7)")
+        "pong 17.5  CFD of the selection draws 0.3123 (2.72x real-vs-real) (best: epoch 7)")

@@ -125,3 +125,27 @@ def test_class_batch_norm_starts_as_plain_batch_norm_and_learns_a_scale_per_labe
     assert (after[1::2] - before[1::2]).abs().mean() > 0.01
     with pytest.raises(UserError, match="model.g_class_norm = true needs model.conditional"):
         load_config("dcgan", ("model.g_class_norm=true",), GanConfig)
+
+
+def test_a_drawing_class_batch_norm_is_its_running_statistics_affine_gain_and_shift():
+    torch.manual_seed(3)
+    norm = ClassBatchNorm2d(6, 3)
+    with torch.no_grad():
+        for tensor in (norm.weight, norm.bias, norm.running_mean, norm.gain, norm.shift):
+            tensor.normal_()
+        norm.running_var.uniform_(0.2, 3.0)
+    x = torch.randn(5, 6, 7, 7).to(memory_format=torch.channels_last)
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    norm.eval()
+    drawn = norm(x, labels)
+    # the four steps written out: standardize, the shared affine, the label's gain, shift
+    std = (norm.running_var + norm.eps).sqrt()[:, None, None]
+    shared = (x - norm.running_mean[:, None, None]) / std * norm.weight[:, None, None] \
+        + norm.bias[:, None, None]
+    expected = shared * (1 + norm.gain[labels][:, :, None, None]) \
+        + norm.shift[labels][:, :, None, None]
+    assert torch.allclose(drawn, expected, atol=1e-5)
+    assert drawn.is_contiguous(memory_format=torch.channels_last)
+    norm.train()           # training still normalizes by the batch's own statistics
+    trained = norm(x, labels)
+    assert not torch.allclose(trained, drawn, atol=1e-2)
