@@ -231,6 +231,18 @@ class GanConfig(ConfigRoot):
                                               d.dqn_checkpoints), d.dqn_eps, d.resize)
 
 
+def last_evaluation_scale(q: GanQualityConfig) -> float:
+    """How many times the longest evaluation so far the last epoch's may take. With
+    report draws during the run the longest already held them; with report draws only
+    at the end (quality.report_every_epochs 0) the evaluations drew only selection
+    draws, and the last epoch adds the report draws of its own generator and of one kept
+    earlier (its draws against theirs: the fixed costs make this an overestimate)."""
+    if q.report_every_epochs != 0:
+        return 1.0
+    selection = (1 + q.keep_live) * q.selection_draws if q.keep_best else 0
+    return (selection + (1 + q.keep_best) * q.draws) / max(selection, 1)
+
+
 CLOSING = 10.0  # seconds from the last epoch's numbers to the command's end (4-7 measured)
 
 

@@ -29,7 +29,7 @@ from dqn.frames import FrameSet, GameWeightedSampler, load_frames, split_heldout
 from dqn.gan import (Discriminator, GanParts, Generator, StepStats, adam, generate, to_unit,
                      train_step)
 from dqn.gan_average import AveragedGenerator
-from dqn.gan_config import GanConfig, GanTrainConfig, planned_epochs
+from dqn.gan_config import GanConfig, GanTrainConfig, last_evaluation_scale, planned_epochs
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from dqn.precision import bfloat16_passes
 from dqn.process import torch_process
@@ -82,7 +82,8 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
     before = (state.get("start_seconds", 0.0) if state is not None else
               all_max(max(0.0, time.time() - started)) if started is not None else 0.0)
     longest = state.get("longest_evaluation", 0.0) if state is not None else 0.0
-    planned = planned_epochs(t, epoch, seconds, before, longest)
+    last_scale = last_evaluation_scale(cfg.quality)   # the last epoch's evaluation
+    planned = planned_epochs(t, epoch, seconds, before, longest * last_scale)
     if epoch >= planned:  # already trained: hand back the last numbers
         report(state["last_metrics"])
         return
@@ -123,7 +124,7 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
                    "charts/epoch_seconds": time.monotonic() - t0}
         # The budget's plan, from the slowest rank's clock, so every rank agrees.
         planned = planned_epochs(t, epoch, seconds + all_max(time.monotonic() - t0), before,
-                                 longest)
+                                 longest * last_scale)
         progress.total = total = planned * len(loader)
         saved, evaluating = None, time.monotonic()
         if lead is not None:

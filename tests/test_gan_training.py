@@ -195,6 +195,23 @@ def test_a_budget_stops_before_the_epoch_that_would_not_fit():
     assert planned_epochs(dataclasses.replace(t, budget_minutes=None), 5, 1e6) == 24
 
 
+def test_with_report_draws_only_at_the_end_the_last_evaluation_is_planned_for_them():
+    from dqn.gan_config import last_evaluation_scale
+    from dqn.schema import load_config
+
+    q = load_config("conditional", (), GanConfig).quality
+    assert q.report_every_epochs == 0 and q.keep_live and q.keep_best
+    # 2 candidates x 4 selection draws every evaluation; the last adds 8 report draws for
+    # its own generator and 8 for one kept earlier
+    assert last_evaluation_scale(q) == (2 * 4 + 2 * 8) / (2 * 4)
+    assert last_evaluation_scale(dataclasses.replace(q, keep_live=False)) == (4 + 16) / 4
+    # report draws during the run: the longest evaluation already held them
+    assert last_evaluation_scale(dataclasses.replace(q, report_every_epochs=3)) == 1.0
+    assert last_evaluation_scale(dataclasses.replace(q, report_every_epochs=None)) == 1.0
+    # nothing drawn before the end: the report draws against no selection draws
+    assert last_evaluation_scale(dataclasses.replace(q, keep_best=False)) == 8.0
+
+
 def test_joint_batch_norm_judges_real_and_fake_in_one_pass_with_shared_statistics():
     cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, d_norm="batch_joint",
                          latent_codes=2)
