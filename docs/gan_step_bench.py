@@ -105,7 +105,8 @@ def main() -> None:
     real = (torch.rand(cfg.train.batch_size, 3, size, size) * 2 - 1).contiguous(
         memory_format=torch.channels_last)
     labels = torch.randint(0, classes, (cfg.train.batch_size,))
-    bf16 = bfloat16_passes(cfg.train.precision, torch.device("cpu"), avx512_bf16=True)
+    bf16 = bfloat16_passes(cfg.train.precision, torch.device("cpu"),
+                           ("conv2d", "conv_transpose2d", "linear"), avx512_bf16=True)
     old = _updater(cfg, real, labels, bf16)
     new = (_updater(load_config("conditional", [*args.overrides, *args.against], GanConfig),
                     real, labels, bf16) if args.against else old)

@@ -29,9 +29,11 @@ from dqn.cells import ExplicitStack, State
 from dqn.corpus import VOCAB_SIZE, Chunk, Streams
 from dqn.lm_cache import ContinuousCache
 from dqn.lm_config import CacheConfig, ModelConfig, TrainConfig
+from dqn.precision import float32_layers, layers_of, training_dtype
 
 GATE_BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
 _FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_RECURRENT = tuple(_FUSED)  # precision.LAYERS that can run in float32 in bfloat16 passes
 
 
 class CharLM(nn.Module):
@@ -48,6 +50,8 @@ class CharLM(nn.Module):
                                      cfg.num_layers, between)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, VOCAB_SIZE)
+        # Set by TBPTT where torch cannot run the fused cell under bfloat16 autocast.
+        self.float32_recurrence = False
         if cfg.cell == "lstm" and cfg.forget_bias:
             self._set_forget_bias(cfg.forget_bias)
 
@@ -76,6 +80,13 @@ class CharLM(nn.Module):
     def hidden(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """The last recurrent layer's outputs (B, T, hidden) and the state after them."""
         embedded = self.embed(inputs)
+        device = embedded.device.type
+        if self.float32_recurrence and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self._recur(embedded.float(), state)
+        return self._recur(embedded, state)
+
+    def _recur(self, embedded: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.training and self.cfg.weight_drop > 0:
             return torch.func.functional_call(
                 self.rnn, self._dropped_recurrent_weights(), (embedded, state))
@@ -88,6 +99,15 @@ class CharLM(nn.Module):
         p = self.cfg.weight_drop
         return {f"weight_hh_l{layer}": F.dropout(getattr(self.rnn, f"weight_hh_l{layer}"), p)
                 for layer in range(self.cfg.num_layers)}
+
+
+def passes_dtype(model: CharLM, precision: str) -> torch.dtype:
+    """The dtype of `model`'s training passes for `precision` (precision.training_dtype):
+    a fused cell that cannot run in bfloat16 runs in float32 inside bfloat16 passes."""
+    layers = layers_of(model)
+    return training_dtype(precision, model.head.weight.device,
+                          tuple(layer for layer in layers if layer not in _RECURRENT),
+                          fallback=tuple(layer for layer in layers if layer in _RECURRENT))
 
 
 def parameter_count(cfg: ModelConfig) -> int:
@@ -149,6 +169,9 @@ class TBPTT:
         self.model, self.streams, self.clip = model, streams, grad_clip_norm
         self.core = getattr(model, "module", model)  # under DDP the CharLM is .module
         self.dtype = dtype  # of the passes; bfloat16: autocast, float32 weights and grads
+        recurrent = tuple(layer for layer in layers_of(self.core) if layer in _RECURRENT)
+        self.core.float32_recurrence = bool(
+            float32_layers(dtype, self.core.head.weight.device, recurrent))
         self.state_reset = state_reset  # chance a stream's state restarts at a chunk
         self.state: State | None = None
 

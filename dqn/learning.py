@@ -16,7 +16,7 @@ import torch
 from dqn.config import Config
 from dqn.losses import q_targets, td_loss
 from dqn.networks import QNetwork, dormant_fractions, recycle_dormant
-from dqn.precision import bfloat16_passes
+from dqn.precision import bfloat16_passes, layers_of
 from dqn.replay import Batch
 from dqn.schedules import linear
 
@@ -53,8 +53,8 @@ class DQNLearner:
                  device: torch.device):
         self.cfg = cfg.agent
         self.device = device
-        self.bf16 = bfloat16_passes(self.cfg.precision, device)
         self.online = initial_network(cfg, obs_shape, num_actions).to(device)
+        self.bf16 = bfloat16_passes(self.cfg.precision, device, layers_of(self.online))
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # The target network changes only at a sync, so its pass over a batch's next states
         # can run ahead in another thread (target_values); the lock keeps a sync from

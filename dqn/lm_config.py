@@ -71,8 +71,8 @@ class TrainConfig:
     precision: str = opt("auto", "float32, or bfloat16: the training passes under bfloat16 "
                          "autocast (weights, Adam, the loss and the validation passes stay "
                          "float32); auto: bfloat16 on a CPU with AMX tiles (Intel Sapphire "
-                         "Rapids and later: 2x the LSTM's tokens/s, docs/lm.md), float32 "
-                         "elsewhere", choices=PRECISIONS)
+                         "Rapids and later: 2x the LSTM's tokens/s, docs/lm.md) where torch "
+                         "runs the cell in it, float32 elsewhere", choices=PRECISIONS)
     state_reset: float = opt(0.0, "chance, per stream and chunk, that the carried state "
                              "restarts from zeros in training (0: only where the streams "
                              "start over)", lo=0.0, hi=1.0)

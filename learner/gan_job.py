@@ -31,7 +31,7 @@ from dqn.gan import (Discriminator, GanParts, Generator, StepStats, adam, genera
 from dqn.gan_average import AveragedGenerator
 from dqn.gan_config import GanConfig, GanTrainConfig, last_evaluation_scale, planned_epochs
 from dqn.gan_quality import Judge, Quality, image_grid, load_judge, nchw, write_png
-from dqn.precision import bfloat16_passes
+from dqn.precision import bfloat16_passes, layers_of
 from dqn.process import torch_process
 from learner.gan_lines import format_quality
 from learner.train_job import (Progress, all_max, rank, report, restore, run_dir_of,
@@ -92,7 +92,8 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
     total = planned * len(loader)  # generator updates of the whole run, as planned now
     progress = Progress(total, "G updates", start=updates)
     device = ray.train.torch.get_device()
-    bf16 = bfloat16_passes(t.precision, device, avx512_bf16=True)
+    layers = tuple(sorted({*layers_of(parts.generator), *layers_of(parts.discriminator)}))
+    bf16 = bfloat16_passes(t.precision, device, layers, avx512_bf16=True)
     passes = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     if lead is not None:
         print(f"[gan] training passes in {'bfloat16' if bf16 else 'float32'} on {device} "

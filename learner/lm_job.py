@@ -31,12 +31,11 @@ import numpy as np
 import torch
 from ray.train.torch import prepare_model
 
-from dqn.charlm import TBPTT, CharLM, bits_per_char, evaluate, learning_rate, sample
+from dqn.charlm import TBPTT, CharLM, bits_per_char, evaluate, learning_rate, passes_dtype, sample
 from dqn.corpus import Corpus, Streams, load_corpus, shard, spread
 from dqn.errors import UserError
 from dqn.lm_config import LMConfig
 from dqn.metrics import MetricLogger
-from dqn.precision import training_dtype
 from dqn.process import torch_process
 from learner.train_job import (all_max, all_sum, check_resume, rank, report, restore,
                                run_dir_of, run_job, world_size)
@@ -140,7 +139,7 @@ class Loop:
         self.tbptt = TBPTT(model, Streams(train, self.t.streams_per_worker,
                                           self.t.chunk_bytes, counters.cursor),
                            self.t.grad_clip_norm,
-                           training_dtype(self.t.precision, self.core.head.weight.device),
+                           passes_dtype(self.core, self.t.precision),
                            self.t.state_reset)
         self.val = Streams(_validation_bytes(corpus, cfg, self.rank, self.world),
                            self.t.eval_streams, self.t.chunk_bytes)

@@ -197,7 +197,8 @@ def settings(cfg: Config) -> dict:
             "our_learner": f"{cfg.ray.learner_threads} torch thread(s), "
                            + ("bfloat16 autocast passes, float32 weights"
                               if bfloat16_passes(cfg.agent.precision,
-                                                 resolve_device(cfg.run.device))
+                                                 resolve_device(cfg.run.device),
+                                                 ("conv2d", "linear"))
                               else "float32")}
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+from dqn import precision
 from dqn.gan import Discriminator, GanParts, Generator, adam, train_step
 from dqn.gan_config import GanConfig, GanModelConfig, GanTrainConfig
 from dqn.precision import bfloat16_passes
@@ -56,14 +57,15 @@ def test_a_bfloat16_channels_last_step_tracks_the_float32_one_and_keeps_float32_
 
 
 def test_the_gan_takes_bfloat16_on_avx512_bf16_where_the_lm_does_not(monkeypatch):
-    cpu = torch.device("cpu")
+    cpu, layers = torch.device("cpu"), ("conv2d", "conv_transpose2d", "linear")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(precision, "bfloat16_error", lambda layer, device_type: None)
     for avx in (True, False):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx)
-        assert bfloat16_passes("auto", cpu, avx512_bf16=True) is avx
-        assert bfloat16_passes("auto", cpu) is False
-        assert bfloat16_passes("float32", cpu, avx512_bf16=True) is False
-    assert bfloat16_passes("auto", torch.device("cuda"), avx512_bf16=True) is False
+        assert bfloat16_passes("auto", cpu, layers, avx512_bf16=True) is avx
+        assert bfloat16_passes("auto", cpu, layers) is False
+        assert bfloat16_passes("float32", cpu, layers, avx512_bf16=True) is False
+    assert bfloat16_passes("auto", torch.device("cuda"), layers, avx512_bf16=True) is False
     assert GanTrainConfig().precision == "auto"
 
 

@@ -15,6 +15,7 @@ from dqn.charlm import (TBPTT, CharLM, evaluate, hidden_for_budget, learning_rat
                         parameter_count, sample)
 from dqn.corpus import Streams, load_corpus, spread
 from dqn.lm_config import ModelConfig, TrainConfig
+from cpu_support import runs_in_bfloat16
 from learner.cli import main
 
 C_SNIPPET = (b"#include <linux/types.h>\n#define MAX_LEN 64\n\nstruct buf {\n\tint len;\n"
@@ -184,7 +185,8 @@ def tbptt_state_after(tbptt: TBPTT, optimizer) -> tuple:
     return seen[0]
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", [pytest.param(cell, marks=runs_in_bfloat16(cell))
+                                  for cell in ("rnn", "lstm", "gru")])
 def test_bfloat16_passes_track_float32_and_carry_a_float32_state(cell):
     """The same weights and chunks: bfloat16 autocast changes each chunk's loss by well
     under 1 %, and the state carried to the next chunk stays float32."""
@@ -202,7 +204,8 @@ def test_bfloat16_passes_track_float32_and_carry_a_float32_state(cell):
     assert losses[torch.bfloat16] != losses[torch.float32]  # the passes did run in bf16
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(
+    torch.bfloat16, marks=runs_in_bfloat16("lstm"))])
 def test_tiny_model_overfits_a_tiny_corpus(dtype):
     torch.manual_seed(3)
     data = np.frombuffer(C_SNIPPET, dtype=np.uint8)
