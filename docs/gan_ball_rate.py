@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dqn.frames import load_frames
-from dqn.gan import generate
-from learner.gan_cli import _load_gan
+from learner.gan.data import load_frames
+from learner.gan.model import generate
+from learner.gan.cli import _load_gan
 
 # (rows, columns) of the open field as fractions of the frame, and the colour test.
 REGIONS = {

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dqn.gan import ClassBatchNorm2d, generate
-from learner.gan_cli import _load_gan
+from learner.gan.model import ClassBatchNorm2d, generate
+from learner.gan.cli import _load_gan
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 from dqn.checkpoint import load_weights
-from dqn.gan import Generator
-from learner.gan_cli import _load_gan, checkpoint_judge
-from learner.gan_job import score_generator
+from learner.gan.model import Generator
+from learner.gan.cli import _load_gan, checkpoint_judge
+from learner.gan.job import score_generator
 
 
 def main() -> None:

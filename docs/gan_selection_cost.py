@@ -14,8 +14,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from learner.gan_cli import _load_gan, checkpoint_judge
-from learner.gan_job import score_generator, selection_cfd
+from learner.gan.cli import _load_gan, checkpoint_judge
+from learner.gan.job import score_generator, selection_cfd
 
 
 def best_seconds(fn, repeats: int) -> float:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.frames import load_frames, split_heldout
-from dqn.gan_quality import Judge, load_judge
-from learner.gan_cli import _load_gan
+from learner.gan.data import load_frames, split_heldout
+from learner.gan.quality import Judge, load_judge
+from learner.gan.cli import _load_gan
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ index_select rows (now) against one advanced index for both (before), in one pro
     python docs/gan_step_bench.py --weight-grad  # oneDNN's conv weight gradients (before)
                                                  # against matrix products (now)
     python docs/gan_step_bench.py --shift  # pad and a slice per image (before) against
-                                           # the shift of dqn/gan_augment.py (now)
+                                           # the shift of learner/gan/augment.py (now)
 
 Random frames and labels, the preset's networks and step (bfloat16 where the CPU has
 it, channels-last, 2 threads). The updates alternate before / now, one each, so that a
@@ -23,11 +23,11 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-import dqn.gan
-import dqn.gan_augment
-import dqn.gan_conv
-from dqn.gan import Discriminator, GanParts, Generator, adam, train_step
-from dqn.gan_config import GanConfig
+import learner.gan.model
+import learner.gan.augment
+import learner.gan.conv
+from learner.gan.model import Discriminator, GanParts, Generator, adam, train_step
+from learner.gan.config import GanConfig
 from dqn.precision import bfloat16_passes
 from dqn.process import torch_process
 from dqn.schema import load_config
@@ -37,19 +37,19 @@ from dqn.schema import load_config
 def translated_by(crops):
     """The translation's crops by `crops(padded, dy, dx, h, w)` from the zero-padded
     batch (B, H, W, C), as `_indexed` takes them, instead of the CPU's shift."""
-    shift = dqn.gan_augment._Shift
+    shift = learner.gan.augment._Shift
 
     class Padded:
         @staticmethod
         def apply(x: torch.Tensor, dy: list[int], dx: list[int]) -> torch.Tensor:
             sy, sx = (max(abs(o) for o in offsets) for offsets in (dy, dx))
             rows, cols = (torch.tensor(o).view(-1, 1, 1) for o in (dy, dx))
-            return dqn.gan_augment.from_padded(x, rows + sy, cols + sx, sy, sx, crops)
-    dqn.gan_augment._Shift = Padded
+            return learner.gan.augment.from_padded(x, rows + sy, cols + sx, sy, sx, crops)
+    learner.gan.augment._Shift = Padded
     try:
         yield
     finally:
-        dqn.gan_augment._Shift = shift
+        learner.gan.augment._Shift = shift
 
 
 def sliced(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
@@ -62,14 +62,14 @@ def sliced(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: 
 @contextmanager
 def indexed_as_before():
     """Both picks by one advanced index, as until 2026-12-05 (seventh session)."""
-    per_label = dqn.gan.per_label
-    dqn.gan.per_label = lambda rows, labels: (rows[labels] if labels is not None
+    per_label = learner.gan.model.per_label
+    learner.gan.model.per_label = lambda rows, labels: (rows[labels] if labels is not None
                                               and len(rows) > 1 else rows[:1])
     try:
-        with translated_by(dqn.gan_augment._indexed):
+        with translated_by(learner.gan.augment._indexed):
             yield
     finally:
-        dqn.gan.per_label = per_label
+        learner.gan.model.per_label = per_label
 
 
 def sliced_as_before():
@@ -80,11 +80,11 @@ def sliced_as_before():
 def onednn_weight_grad():
     """Every convolution on oneDNN, forward and backward, as until 2026-12-06 (eleventh
     session)."""
-    dqn.gan_conv.ENABLED = False
+    learner.gan.conv.ENABLED = False
     try:
         yield
     finally:
-        dqn.gan_conv.ENABLED = True
+        learner.gan.conv.ENABLED = True
 
 
 def main() -> None:
@@ -94,9 +94,9 @@ def main() -> None:
                         "preset with these overrides ('now') against it without them "
                         "('before'), both indexing the current way")
     parser.add_argument("--weight-grad", action="store_true", help="before: oneDNN's "
-                        "weight gradients for every convolution (dqn/gan_conv.py)")
+                        "weight gradients for every convolution (learner/gan/conv.py)")
     parser.add_argument("--shift", action="store_true", help="before: the translation "
-                        "from the zero-padded batch, a slice per image (dqn/gan_augment.py)")
+                        "from the zero-padded batch, a slice per image (learner/gan/augment.py)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     torch_process(2)

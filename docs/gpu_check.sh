@@ -38,8 +38,8 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "available",
       "| gymnasium", gymnasium.__version__)
 EOF
 
-say "pytest tests/test_gpu.py"
-timeout 150 "$py" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -n 25 \
+say "pytest tests/learner/test_gpu.py"
+timeout 150 "$py" -m pytest -q -p no:cacheprovider tests/learner/test_gpu.py 2>&1 | tail -n 25 \
     | tee -a "$log"
 
 small="replay.capacity_transitions=100000 replay.learning_starts_env_steps=5000"
@@ -67,8 +67,8 @@ for n in 4 12; do
 done
 
 if [ -z "${SKIP_DISTRIBUTED:-}" ]; then
-    say "pytest tests/test_distributed.py (the learner takes the GPU there too)"
-    timeout 180 "$py" -m pytest -q -p no:cacheprovider tests/test_distributed.py 2>&1 \
+    say "pytest tests/learner/test_distributed.py (the learner takes the GPU there too)"
+    timeout 180 "$py" -m pytest -q -p no:cacheprovider tests/learner/test_distributed.py 2>&1 \
         | tail -n 25 | tee -a "$log"
 fi
 say "done"

@@ -13,6 +13,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -20,7 +21,7 @@ import yaml
 
 from dqn.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESETS = resources.files("configs")  # the YAML presets, shipped inside the package
 PRECISIONS = ("auto", "float32", "bfloat16")  # of training passes: dqn/precision.py
 
 
@@ -78,7 +79,9 @@ S = TypeVar("S")
 
 
 def preset_names(schema: type) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / schema.preset_folder).glob("*.yaml"))
+    folder = PRESETS.joinpath(schema.preset_folder) if schema.preset_folder else PRESETS
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir()
+                  if p.is_file() and p.name.endswith(".yaml"))
 
 
 def load_config(preset: str, overrides: list[str] | tuple[str, ...], schema: type[S]) -> S:
@@ -117,13 +120,13 @@ def build_config(raw: dict[str, Any], schema: type[S]) -> S:
     return config
 
 
-def _read_preset(preset: str, schema: type) -> dict[str, Any]:
-    path = Path(preset)
-    if not path.suffix:
-        path = CONFIG_DIR / schema.preset_folder / f"{preset}.yaml"
-    if not path.is_file():
-        raise UserError(f"preset {preset!r} not found; available presets: "
-                        f"{', '.join(preset_names(schema))} (or a path to a YAML file)")
+def _read_preset(preset: str, schema: type, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The preset's sections, over those of the preset its `include:` names (a preset
+    of the same job or a YAML path), key by key."""
+    path = _preset_file(preset, schema)
+    if str(path) in seen:
+        raise UserError(f"preset {preset!r} includes itself: "
+                        f"{' -> '.join([*seen, str(path)])}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -131,7 +134,33 @@ def _read_preset(preset: str, schema: type) -> dict[str, Any]:
                         f"{str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise UserError(f"preset {str(path)!r} must hold a mapping of sections")
-    return raw
+    base = raw.pop("include", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise UserError(f"preset {str(path)!r}: include must name one preset, got {base!r}")
+    if Path(base).suffix and not Path(base).is_absolute():  # beside the including file
+        base = str(Path(str(path)).parent / base)
+    merged = _read_preset(base, schema, (*seen, str(path)))
+    for section, values in raw.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
+def _preset_file(preset: str, schema: type):
+    """A preset's name in its job's folder of PRESETS, or a path to a YAML file."""
+    if Path(preset).suffix:
+        path = Path(preset)
+    else:
+        folder = PRESETS.joinpath(schema.preset_folder) if schema.preset_folder else PRESETS
+        path = folder.joinpath(f"{preset}.yaml")
+    if not path.is_file():
+        raise UserError(f"preset {preset!r} not found; available presets: "
+                        f"{', '.join(preset_names(schema))} (or a path to a YAML file)")
+    return path
 
 
 def _build_section(section: str, cls: type, values: dict[str, Any]) -> Any:

@@ -20,8 +20,8 @@ import sys
 
 from dqn.errors import UserError
 from dqn.process import keep_freed_memory
-from learner import gan_cli
-from learner import lm_cli
+from learner.gan import cli as gan_cli
+from learner.lm import cli as lm_cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,17 +147,17 @@ def _run(args: argparse.Namespace) -> int:
         if args.envs < 1:
             raise UserError(f"--envs {args.envs} must be at least 1")
         if args.what in ("replay", "env"):
-            from dqn import bench
+            from learner.bench import components as bench
 
             report = (bench.bench_replay(args.seconds) if args.what == "replay"
                       else bench.bench_env(args.game, args.seconds, args.envs))
         elif args.what == "rllib":
-            from learner.rllib_bench import bench_rllib
+            from learner.bench.rllib import bench_rllib
 
             report = bench_rllib(args.preset, args.overrides, args.seconds)
         else:
             from dqn.config import load_config
-            from learner import bench as system_bench
+            from learner.bench import system as system_bench
 
             load_config(args.preset, args.overrides)  # bad input fails before Ray starts
             run = getattr(system_bench, f"bench_{args.what}")

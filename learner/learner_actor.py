@@ -25,7 +25,6 @@ from typing import NamedTuple
 import ray
 import torch
 
-from dqn.bench import calls_per_s
 from dqn.config import Config
 from dqn.learning import DQNLearner, resolve_device
 from dqn.process import torch_process
@@ -89,11 +88,6 @@ class LearnerActor:
             tensors = staged(batch, self.device, pin, self.core.online.prepare)
             self.batches.put((shard, batch.index, tensors,
                               self.core.target_values(tensors.next_obs)))
-
-    def feed_rate(self, seconds: float) -> float:
-        """Batches/s the sampling thread delivers when the learner takes them without
-        updating: the replay path's own limit (a benchmark; priorities are left as they are)."""
-        return calls_per_s(self.batches.get, seconds)
 
     def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0) -> LearnerReport:
         """Run up to `num_updates` updates; returns early when no batch came for max_wait_s."""
