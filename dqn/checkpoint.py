@@ -1,39 +1,114 @@
-"""Checkpoint files: one torch file per save, written atomically (temp file + rename).
+"""Checkpoint files: one typed record per trainer, one torch file per save, written
+atomically (temp file + rename).
 
-A checkpoint holds the config, the online and target networks, the optimizer, the
-counters and the RNG states, so a run resumes exactly where it stopped.
+Each kind is a dataclass whose `kind` is stored in the file, so a reader knows what it
+holds without guessing from its keys:
+
+- `SerialCheckpoint`: the single-process trainer's run (`raydqn train --serial`): config,
+  learner (online and target networks, optimizer, counters, step size), env steps, the
+  evaluations so far and the RNG states, so the run resumes exactly where it stopped.
+- `DistributedCheckpoint`: the distributed trainer's run: config, learner, env steps,
+  episodes and collector restarts.
+- `BestWeights`: the online network behind the best in-training evaluation so far
+  (`best.pt`): `raydqn evaluate` reads it, a run cannot resume from it.
+
+`Checkpoint.load` reads any kind (every one holds a config and an online network);
+`SerialCheckpoint.load` and the others read their own kind only, and a file of another
+kind is one clear line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from dqn.errors import UserError
 
-FORMAT = "raydqn-checkpoint-v1"
+FORMAT = "raydqn-checkpoint-v2"
+C = TypeVar("C", bound="Checkpoint")
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
-    return path
+@dataclass
+class Checkpoint:
+    kind: ClassVar[str] = ""
+    writer: ClassVar[str] = ""            # what writes this kind, for error messages
+    config: dict[str, Any]                # Config.to_dict()
+    learner: dict[str, Any]               # DQNLearner.state_dict(); BestWeights: online only
+    env_steps: int
+
+    @property
+    def game(self) -> str:
+        return self.config["env"]["id"]
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        torch.save({"format": FORMAT, "kind": self.kind, **fields}, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls: type[C], path: Path, hint: str = "") -> C:
+        """The checkpoint at `path`, of this class's kind (any kind for `Checkpoint`); a
+        missing, corrupt or foreign file, or one of another kind, is a `UserError`."""
+        path = Path(path)
+        state = _read(path)
+        kind = KINDS.get(state.get("kind"))
+        if kind is None:
+            raise UserError(f"checkpoint {str(path)!r} is of no kind this version knows "
+                            f"({state.get('kind')!r})")
+        if cls is not Checkpoint and kind is not cls:
+            raise UserError(f"checkpoint {str(path)!r} was written by {kind.writer}, not "
+                            f"{cls.writer}{hint}")
+        names = [f.name for f in dataclasses.fields(kind)]
+        try:
+            return kind(**{name: state[name] for name in names})
+        except KeyError as missing:
+            raise UserError(f"checkpoint {str(path)!r} lacks {missing}: it is damaged") from None
 
 
-def save_best(path: Path, config: dict[str, Any], online: dict, *, env_steps: int,
-              returns: list[float], weights_version: int | None = None) -> Path:
-    """The weights behind the best in-training evaluation so far: a checkpoint that
-    `raydqn evaluate` reads (config and online network) but a run cannot resume from."""
-    return save_checkpoint(path, {
-        "config": config, "learner": {"online": online}, "env_steps": env_steps,
-        "weights_version": weights_version, "eval_mean_return": float(sum(returns) / len(returns)),
-        "eval_episodes": len(returns)})
+@dataclass
+class SerialCheckpoint(Checkpoint):
+    kind: ClassVar[str] = "serial"
+    writer: ClassVar[str] = "the single-process trainer (--serial)"
+    evaluations: list[dict]               # Evaluation._asdict() of each evaluation so far
+    rng: dict                             # numpy's bit generator state
+    torch_rng: torch.Tensor
+
+
+@dataclass
+class DistributedCheckpoint(Checkpoint):
+    kind: ClassVar[str] = "distributed"
+    writer: ClassVar[str] = "the distributed trainer"
+    episodes: int
+    collector_restarts: int
+
+
+@dataclass
+class BestWeights(Checkpoint):
+    kind: ClassVar[str] = "best"
+    writer: ClassVar[str] = "a run's best evaluation (best.pt, which no run resumes from)"
+    eval_mean_return: float
+    eval_episodes: int
+    weights_version: int | None = None
+
+
+KINDS: dict[str, type[Checkpoint]] = {
+    k.kind: k for k in (SerialCheckpoint, DistributedCheckpoint, BestWeights)}
+
+
+def best_weights(config: dict[str, Any], online: dict, *, env_steps: int,
+                 returns: list[float], weights_version: int | None = None) -> BestWeights:
+    return BestWeights(config, {"online": online}, env_steps,
+                       float(sum(returns) / len(returns)), len(returns), weights_version)
 
 
 def best_return(path: Path) -> float:
@@ -41,14 +116,12 @@ def best_return(path: Path) -> float:
     if not Path(path).is_file():
         return -math.inf
     try:
-        return float(load_checkpoint(path)["eval_mean_return"])
-    except (UserError, KeyError):
+        return float(BestWeights.load(path).eval_mean_return)
+    except UserError:
         return -math.inf              # the next evaluation replaces it
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's state; a missing, corrupt or foreign file is a `UserError`."""
-    path = Path(path)
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist")
     try:
@@ -61,11 +134,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def check_game(state: dict[str, Any], path: Path, game: str, hint: str = "") -> None:
+def check_game(checkpoint: Checkpoint, path: Path, game: str, hint: str = "") -> None:
     """A checkpoint trained on another game than `game` is a `UserError`."""
-    trained_on = state["config"]["env"]["id"]
-    if trained_on != game:
-        raise UserError(f"checkpoint {str(path)!r} was trained on {trained_on!r}, not "
+    if checkpoint.game != game:
+        raise UserError(f"checkpoint {str(path)!r} was trained on {checkpoint.game!r}, not "
                         f"{game!r}{hint}")
 
 

@@ -102,10 +102,9 @@ class AgentConfig:
                                             "(8K env steps at 4 per update, as Dopamine)",
                                             lo=1)
     precision: str = opt("float32", "the learner's passes: float32, bfloat16 (autocast; "
-                         "weights, Adam and the loss stay float32) or auto (bfloat16 on a CPU "
-                         "with AMX tiles); bfloat16 is experimental: faster updates on AMX "
-                         "hosts, none end to end on AMD ones (docs/benchmarks.md)",
-                         choices=PRECISIONS)
+                         "weights, Adam and the loss stay float32; a layer torch cannot run "
+                         "in bfloat16 here runs in float32) or auto (bfloat16 on a CPU with "
+                         "AMX tiles)", choices=PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from dqn.config import Config
-from dqn.losses import q_targets, td_loss
+from dqn.losses import LossOutput, q_targets, td_loss
 from dqn.networks import QNetwork, dormant_fractions, recycle_dormant
 from dqn.precision import bfloat16_passes, layers_of
 from dqn.replay import Batch
-from dqn.schedules import linear
+from dqn.schedules import step_size
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,6 +49,8 @@ class TargetValues(NamedTuple):
 
 
 class DQNLearner:
+    recycled_units = 0  # dormant units re-initialized so far (RecyclingDQNLearner)
+
     def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
                  device: torch.device):
         self.cfg = cfg.agent
@@ -68,25 +70,18 @@ class DQNLearner:
                                           eps=self.cfg.adam_eps, fused=True)
         self.updates = 0
         self.learning_starts = cfg.replay.learning_starts_env_steps
-        self.lr_switched = False  # an evaluation reached agent.lr_end_after_eval_return
-        self.recycled_units = 0   # dormant units re-initialized so far (ReDo)
+        self.step_size = step_size(
+            self.cfg.learning_rate, self.cfg.lr_end, self.cfg.lr_decay_start_env_steps,
+            self.cfg.lr_decay_end_env_steps, self.cfg.lr_end_after_eval_return)
+
+    def env_steps(self) -> int:
+        """The learner's env-step clock: learning_starts + updates x update_every_env_steps,
+        which the rate limiter keeps within a few hundred steps of the collectors' count."""
+        return self.learning_starts + self.updates * self.cfg.update_every_env_steps
 
     def learning_rate(self) -> float:
-        """The step size of the next update: constant, switched to lr_end by an evaluation
-        (lr_end_after_eval_return), or decayed linearly over env steps.
-
-        The learner's env-step clock is learning_starts + updates x update_every_env_steps,
-        which the rate limiter keeps within a few hundred steps of the collectors' count.
-        """
-        cfg = self.cfg
-        if cfg.lr_end is None:
-            return cfg.learning_rate
-        if cfg.lr_end_after_eval_return is not None:
-            return cfg.lr_end if self.lr_switched else cfg.learning_rate
-        env_steps = self.learning_starts + self.updates * cfg.update_every_env_steps
-        return linear(cfg.learning_rate, cfg.lr_end,
-                      cfg.lr_decay_end_env_steps - cfg.lr_decay_start_env_steps,
-                      env_steps - cfg.lr_decay_start_env_steps)
+        """The step size of the next update."""
+        return self.step_size(self.env_steps())
 
     def target_values(self, next_obs: torch.Tensor) -> TargetValues:
         """The target network's values of prepared next states, safe to call from another
@@ -98,6 +93,17 @@ class DQNLearner:
     def update(self, batch: Batch, ahead: TargetValues | None = None) -> UpdateResult:
         """One step on `batch`; `ahead`: target_values(batch's prepared next states)."""
         b = _to_tensors(batch, self.device)
+        out = self.loss(b, ahead)
+        self.step(out.loss, b)
+        if self.updates % self.cfg.target_update_period_updates == 0:
+            with self._target_lock:
+                self.target.load_state_dict(self.online.state_dict())
+                self.target_version += 1
+        return UpdateResult(out.td_abs.cpu().numpy(), out.loss.item(), out.q_taken.mean().item())
+
+    def loss(self, b: Batch, ahead: TargetValues | None = None) -> LossOutput:
+        """The TD loss of the online network on tensors `b`: its passes under bfloat16
+        autocast where asked, the targets and the loss in float32."""
         next_obs = self.online.prepare(b.next_obs)  # once for the target and online passes
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             q = self.online(b.obs)
@@ -106,34 +112,26 @@ class DQNLearner:
                                  and ahead.version == self.target_version
                                  else self.target(next_obs))
                 q_next_online = self.online(next_obs) if self.cfg.double_q else None
-        with torch.no_grad():  # targets and the loss in float32 whatever the passes ran in
+        with torch.no_grad():
             target = q_targets(b.reward, b.discount, _f32(q_next_online), q_next_target.float())
-        out = td_loss(q.float(), b.action, target, b.weight, self.cfg.huber_delta)
+        return td_loss(q.float(), b.action, target, b.weight, self.cfg.huber_delta)
+
+    def step(self, loss: torch.Tensor, b: Batch) -> None:
+        """Backward, clip, and one Adam step at the step size of this update."""
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         if self.cfg.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.cfg.grad_clip_norm)
-        if self.cfg.lr_end is not None:
-            lr = self.learning_rate()
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+        lr = self.learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.step()
         self.updates += 1
-        every = self.cfg.recycle_dormant_every_updates
-        if every and self.updates % every == 0:
-            self.recycled_units += recycle_dormant(self.online, b.obs, self.optimizer)
-        if self.updates % self.cfg.target_update_period_updates == 0:
-            with self._target_lock:
-                self.target.load_state_dict(self.online.state_dict())
-                self.target_version += 1
-        return UpdateResult(out.td_abs.cpu().numpy(), out.loss.item(), out.q_taken.mean().item())
 
     def on_evaluation(self, mean_return: float) -> None:
-        """An in-training evaluation's mean return: past agent.lr_end_after_eval_return, the
-        step is lr_end for the rest of the run (kept in the checkpoint)."""
-        threshold = self.cfg.lr_end_after_eval_return
-        if threshold is not None and mean_return >= threshold:
-            self.lr_switched = True
+        """An in-training evaluation's mean return, for a step size that follows it
+        (agent.lr_end_after_eval_return)."""
+        self.step_size.on_evaluation(mean_return)
 
     def dormant_units(self, obs) -> dict:
         """Shares of dormant units of the online network on `obs` (networks.dormant_fractions)."""
@@ -142,7 +140,8 @@ class DQNLearner:
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "updates": self.updates,
-                "lr_switched": self.lr_switched, "recycled_units": self.recycled_units}
+                "step_size": self.step_size.state_dict(),
+                "recycled_units": self.recycled_units}
 
     def load_state_dict(self, state: dict) -> None:
         self.online.load_state_dict(state["online"])
@@ -151,9 +150,26 @@ class DQNLearner:
             self.target_version += 1
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
-        # both absent from checkpoints written before 2026-11-30
-        self.lr_switched = bool(state.get("lr_switched", False))
+        self.step_size.load_state_dict(state.get("step_size", {}))
         self.recycled_units = int(state.get("recycled_units", 0))
+
+
+class RecyclingDQNLearner(DQNLearner):
+    """DQN with ReDo (Sokar et al. 2023): every `agent.recycle_dormant_every_updates`
+    updates, the online network's dormant units on the batch get fresh incoming and zero
+    outgoing weights (networks.recycle_dormant), before the target sync."""
+
+    def step(self, loss: torch.Tensor, b: Batch) -> None:
+        super().step(loss, b)
+        if self.updates % self.cfg.recycle_dormant_every_updates == 0:
+            self.recycled_units += recycle_dormant(self.online, b.obs, self.optimizer)
+
+
+def make_learner(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
+                 device: torch.device) -> DQNLearner:
+    """The learner the config asks for: DQN, or DQN with ReDo."""
+    variant = RecyclingDQNLearner if cfg.agent.recycle_dormant_every_updates else DQNLearner
+    return variant(cfg, obs_shape, num_actions, device)
 
 
 def _f32(x: torch.Tensor | None) -> torch.Tensor | None:

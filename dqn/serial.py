@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dqn.checkpoint import check_game, load_checkpoint, load_weights, save_best, save_checkpoint
+from dqn.checkpoint import SerialCheckpoint, best_weights, check_game, load_weights
 from dqn.config import Config
 from dqn.envs import make_vector_env
-from dqn.errors import UserError
 from dqn.evaluation import evaluate
-from dqn.learning import DQNLearner, epsilon_greedy, resolve_device
+from dqn.learning import DQNLearner, epsilon_greedy, make_learner, resolve_device
 from dqn.metrics import MetricLogger
 from dqn.networks import dormant_metrics
 from dqn.recorder import StepRecorder
@@ -66,7 +65,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
     rng = np.random.default_rng(cfg.run.seed)
     device = resolve_device(cfg.run.device)
     env = make_vector_env(cfg.env)
-    learner = DQNLearner(cfg, env.obs_shape, env.num_actions, device)
+    learner = make_learner(cfg, env.obs_shape, env.num_actions, device)
     replay = FrameReplay(cfg.replay.capacity_transitions, env.num_envs, env.obs_shape[1:],
                          env.obs_dtype, stack=env.obs_shape[0], n_step=cfg.agent.n_step,
                          gamma=cfg.agent.gamma, prioritized=cfg.replay.prioritized,
@@ -89,10 +88,9 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
                disable=not progress, dynamic_ncols=True)
 
     def save() -> Path:
-        return save_checkpoint(ckpt_path, {
-            "config": cfg.to_dict(), "learner": learner.state_dict(), "env_steps": env_steps,
-            "evaluations": [e._asdict() for e in evaluations],
-            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
+        return SerialCheckpoint(cfg.to_dict(), learner.state_dict(), env_steps,
+                                [e._asdict() for e in evaluations], rng.bit_generator.state,
+                                torch.get_rng_state()).save(ckpt_path)
 
     try:
         while env_steps < cfg.run.total_env_steps and not stop.requested:
@@ -137,8 +135,8 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
                 evaluations.append(_evaluate(cfg, learner, device, env_steps, logger))
                 learner.on_evaluation(evaluations[-1].mean_return)
                 if evaluations[-1].mean_return >= max(e.mean_return for e in evaluations):
-                    save_best(run_dir / "best.pt", cfg.to_dict(), learner.online.state_dict(),
-                              env_steps=env_steps, returns=evaluations[-1].returns)
+                    best_weights(cfg.to_dict(), learner.online.state_dict(), env_steps=env_steps,
+                                 returns=evaluations[-1].returns).save(run_dir / "best.pt")
                 save()
                 target = cfg.run.stop_at_eval_return
                 if target is not None and evaluations[-1].mean_return >= target:
@@ -168,13 +166,11 @@ def _evaluate(cfg: Config, learner: DQNLearner, device: torch.device, env_steps:
 
 def _resume(path: Path, cfg: Config, learner: DQNLearner,
             rng: np.random.Generator) -> tuple[int, list[Evaluation]]:
-    state = load_checkpoint(path)
-    if "rng" not in state:
-        raise UserError(f"checkpoint {str(path)!r} was written by the distributed trainer; "
-                        f"resume it without --serial, or pick another run.name")
-    check_game(state, path, cfg.env.id, RESUME_HINT)
-    load_weights(learner.online, state["learner"]["online"], path, RESUME_HINT)
-    learner.load_state_dict(state["learner"])
-    rng.bit_generator.state = state["rng"]
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["env_steps"]), [Evaluation(**e) for e in state["evaluations"]]
+    ckpt = SerialCheckpoint.load(path, "; resume a distributed run without --serial, or "
+                                       "pick another run.name")
+    check_game(ckpt, path, cfg.env.id, RESUME_HINT)
+    load_weights(learner.online, ckpt.learner["online"], path, RESUME_HINT)
+    learner.load_state_dict(ckpt.learner)
+    rng.bit_generator.state = ckpt.rng
+    torch.set_rng_state(ckpt.torch_rng)
+    return int(ckpt.env_steps), [Evaluation(**e) for e in ckpt.evaluations]

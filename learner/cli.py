@@ -20,6 +20,7 @@ import sys
 
 from dqn.errors import UserError
 from dqn.process import keep_freed_memory
+from learner.bench import WHATS as BENCHMARKS
 from learner.gan import cli as gan_cli
 from learner.lm import cli as lm_cli
 
@@ -45,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="run env, replay and learner in this one process (no Ray)")
     train.add_argument("--address", help="Ray cluster to join, e.g. auto (sets ray.address)")
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
-    bench.add_argument("what", choices=("replay", "env", "update", "collect", "learner",
-                                        "system", "rllib"))
+    bench.add_argument("what", choices=BENCHMARKS)
     bench.add_argument("--preset", default="laptop",
                        help="preset for update, collect, learner, system and rllib")
     bench.add_argument("--seconds", type=float, default=None,
@@ -140,29 +140,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "lm":
         return lm_cli.run(args)
     elif args.command == "bench":
-        if args.seconds is None:
-            args.seconds = 300.0 if args.what == "rllib" else 3.0
-        if args.seconds <= 0:
-            raise UserError(f"--seconds {args.seconds} must be positive")
-        if args.envs < 1:
-            raise UserError(f"--envs {args.envs} must be at least 1")
-        if args.what in ("replay", "env"):
-            from learner.bench import components as bench
+        from learner import bench
 
-            report = (bench.bench_replay(args.seconds) if args.what == "replay"
-                      else bench.bench_env(args.game, args.seconds, args.envs))
-        elif args.what == "rllib":
-            from learner.bench.rllib import bench_rllib
-
-            report = bench_rllib(args.preset, args.overrides, args.seconds)
-        else:
-            from dqn.config import load_config
-            from learner.bench import system as system_bench
-
-            load_config(args.preset, args.overrides)  # bad input fails before Ray starts
-            run = getattr(system_bench, f"bench_{args.what}")
-            report = run(args.preset, args.overrides, args.seconds)
-        print(json.dumps(report, indent=2))
+        print(json.dumps(bench.run(args.what, args.preset, args.overrides, args.seconds,
+                                   args.game, args.envs), indent=2))
     return 0
 
 

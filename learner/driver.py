@@ -29,11 +29,10 @@ from tqdm import tqdm
 from actors.collector import CollectReport
 from actors.evaluator import EvalReport, Evaluator
 from actors.replay_shard import ShardStats
-from dqn.checkpoint import (best_return, check_game, load_checkpoint, load_weights, save_best,
-                            save_checkpoint)
+from dqn.checkpoint import (DistributedCheckpoint, best_return, best_weights, check_game,
+                            load_weights)
 from dqn.config import Config
 from dqn.envs import make_vector_env
-from dqn.errors import UserError
 from dqn.metrics import MetricLogger
 from dqn.networks import QNetwork, dormant_metrics
 from dqn.schedules import linear
@@ -71,14 +70,14 @@ class DistributedTrainer:
         probe.close()
         if state:
             self._check_network(state, obs_shape, num_actions)
-        self.env_steps = int(state["env_steps"]) if state else 0
+        self.env_steps = state.env_steps if state else 0
         self.saved_env_steps = self.env_steps if state else None  # on disk
-        self.restarts = int(state.get("collector_restarts", 0)) if state else 0
+        self.restarts = state.collector_restarts if state else 0
         shard_names = [f"raydqn-shard-{uuid.uuid4().hex[:8]}-{s}"
                        for s in range(cfg.ray.num_replay_shards)]
         self.shards = start_shards(cfg, shard_names, obs_shape, obs_dtype)
         self.learner = start_learner(cfg, self.shards, obs_shape, num_actions,
-                                     state["learner"] if state else None)
+                                     state.learner if state else None)
         self.collectors = [start_collector(cfg, i, shard_names, self.env_steps)
                            for i in range(cfg.ray.num_collectors)]
         self.evaluator = Evaluator.options(num_cpus=0).remote(cfg, obs_shape, num_actions,
@@ -90,12 +89,12 @@ class DistributedTrainer:
         self.retry_at: dict[int, float] = {}    # dead collectors, relaunched after a pause
         self.down: set[int] = set()
         self.weights_version, self.weights = ray.get(self.learner.latest_weights.remote())
-        self.updates = int(state["learner"]["updates"]) if state else 0
+        self.updates = int(state.learner["updates"]) if state else 0
         # owner of each call in flight: a collector's index, None (learner) or EVAL
         self.pending: dict[ray.ObjectRef, int | str | None] = {}
         self.scores: deque[float] = deque(maxlen=50)
         self.lengths: deque[int] = deque(maxlen=50)
-        self.episodes = int(state.get("episodes", 0)) if state else 0
+        self.episodes = state.episodes if state else 0
         self.last_report: LearnerReport | None = None
         self.logger = MetricLogger(self.run_dir, cfg.to_dict(), name=cfg.run.name,
                                    group=cfg.env.id, resume=state is not None)
@@ -109,19 +108,18 @@ class DistributedTrainer:
 
     # -- set-up ------------------------------------------------------------------------
 
-    def _load_state(self) -> dict | None:
+    def _load_state(self) -> DistributedCheckpoint | None:
         if not self.ckpt_path.exists():
             return None
-        state = load_checkpoint(self.ckpt_path)
+        state = DistributedCheckpoint.load(self.ckpt_path, "; resume it with --serial, or "
+                                                           "pick another run.name")
         check_game(state, self.ckpt_path, self.cfg.env.id, RESUME_HINT)
-        if "collector_restarts" not in state:
-            raise UserError(f"checkpoint {str(self.ckpt_path)!r} was written by the "
-                            f"single-process trainer; pick another run.name")
         return state
 
-    def _check_network(self, state: dict, obs_shape: tuple[int, ...], num_actions: int) -> None:
+    def _check_network(self, state: DistributedCheckpoint, obs_shape: tuple[int, ...],
+                       num_actions: int) -> None:
         load_weights(QNetwork(obs_shape, num_actions, self.cfg.network),
-                     state["learner"]["online"], self.ckpt_path, RESUME_HINT)
+                     state.learner["online"], self.ckpt_path, RESUME_HINT)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -275,17 +273,16 @@ class DistributedTrainer:
 
     def save(self) -> Path:
         learner_state = ray.get(self.learner.state.remote())
-        path = save_checkpoint(self.ckpt_path, {
-            "config": self.cfg.to_dict(), "learner": learner_state, "env_steps": self.env_steps,
-            "episodes": self.episodes, "collector_restarts": self.restarts})
+        path = DistributedCheckpoint(self.cfg.to_dict(), learner_state, self.env_steps,
+                                     self.episodes, self.restarts).save(self.ckpt_path)
         self.logger.log_checkpoint(path, self._frames())
         self.saved_env_steps = self.env_steps
         return path
 
     def save_best(self, report: EvalReport) -> Path:
-        return save_best(self.best_path, self.cfg.to_dict(), ray.get(self._eval_weights),
-                         env_steps=report.env_steps, returns=report.returns,
-                         weights_version=report.weights_version)
+        return best_weights(self.cfg.to_dict(), ray.get(self._eval_weights),
+                            env_steps=report.env_steps, returns=report.returns,
+                            weights_version=report.weights_version).save(self.best_path)
 
     def close(self) -> None:
         try:

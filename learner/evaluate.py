@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dqn.checkpoint import check_game, load_checkpoint, load_weights
+from dqn.checkpoint import Checkpoint, check_game, load_weights
 from dqn.config import Config, build_config
 from dqn.envs import make_vector_env
 from dqn.errors import UserError
@@ -37,9 +37,9 @@ def resolve_checkpoint(path: str) -> Path:
 
 
 def load_agent(path: Path, game: str | None) -> tuple[Config, QNetwork]:
-    state = load_checkpoint(path)
+    state = Checkpoint.load(path)
     try:
-        cfg = build_config(state["config"])
+        cfg = build_config(state.config)
     except UserError as err:
         raise UserError(f"checkpoint {str(path)!r} holds a config this version cannot read: "
                         f"{err}") from None
@@ -48,7 +48,7 @@ def load_agent(path: Path, game: str | None) -> tuple[Config, QNetwork]:
     probe = make_vector_env(cfg.env, num_envs=1)
     net = QNetwork(probe.obs_shape, probe.num_actions, cfg.network).eval()
     probe.close()
-    load_weights(net, state["learner"]["online"], path)
+    load_weights(net, state.learner["online"], path)
     return cfg, net
 
 

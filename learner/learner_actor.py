@@ -26,7 +26,7 @@ import ray
 import torch
 
 from dqn.config import Config
-from dqn.learning import DQNLearner, resolve_device
+from dqn.learning import make_learner, resolve_device
 from dqn.process import torch_process
 from dqn.replay import Batch
 
@@ -55,7 +55,7 @@ class LearnerActor:
         self.device = resolve_device(cfg.run.device)
         self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                                if self.device.type == "cuda" else "")
-        self.core = DQNLearner(cfg, obs_shape, num_actions, self.device)
+        self.core = make_learner(cfg, obs_shape, num_actions, self.device)
         if state is not None:
             self.core.load_state_dict(state)
         self.beta = cfg.replay.importance_exponent_start

@@ -1,0 +1,40 @@
+"""Every benchmark of the project, each figure beside a limit measured in the same run.
+
+`raydqn bench WHAT` calls `run`; each WHAT is one function that returns a JSON-ready
+report: `components` (replay, env: no Ray), `system` (collect, update, learner, system),
+`rllib` (RLlib's DQN beside ours).
+"""
+
+from __future__ import annotations
+
+from dqn.errors import UserError
+
+WHATS = ("replay", "env", "update", "collect", "learner", "system", "rllib")
+
+
+def run(what: str, preset: str, overrides: list[str], seconds: float | None, game: str,
+        envs: int) -> dict:
+    """The report of benchmark `what`; bad input is a UserError before anything starts."""
+    if seconds is None:
+        seconds = 300.0 if what == "rllib" else 3.0
+    if seconds <= 0:
+        raise UserError(f"--seconds {seconds} must be positive")
+    if envs < 1:
+        raise UserError(f"--envs {envs} must be at least 1")
+    if what == "replay":
+        from learner.bench.components import bench_replay
+
+        return bench_replay(seconds)
+    if what == "env":
+        from learner.bench.components import bench_env
+
+        return bench_env(game, seconds, envs)
+    if what == "rllib":
+        from learner.bench.rllib import bench_rllib
+
+        return bench_rllib(preset, overrides, seconds)
+    from dqn.config import load_config
+    from learner.bench import system
+
+    load_config(preset, overrides)  # bad input fails before Ray starts
+    return getattr(system, f"bench_{what}")(preset, overrides, seconds)

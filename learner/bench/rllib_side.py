@@ -61,7 +61,7 @@ def build_algo(cfg: Config):
             conv_filters=[[32, 8, 4], [64, 4, 2], [64, 3, 1]], conv_activation="relu",
             head_fcnet_hiddens=[512], head_fcnet_activation="relu"))
         .training(
-            lr=_lr_schedule(cfg), gamma=cfg.agent.gamma, n_step=cfg.agent.n_step,
+            lr=lr_schedule(cfg), gamma=cfg.agent.gamma, n_step=cfg.agent.n_step,
             train_batch_size_per_learner=cfg.agent.batch_size, double_q=cfg.agent.double_q,
             dueling=False, num_atoms=1, noisy=False, td_error_loss_fn="huber",
             adam_epsilon=cfg.agent.adam_eps, grad_clip=cfg.agent.grad_clip_norm or None,
@@ -123,7 +123,7 @@ def _sampled(result: dict) -> int:
     return int(result.get("env_runners", {}).get("num_env_steps_sampled_lifetime", 0))
 
 
-def _lr_schedule(cfg: Config) -> float | list[list[float]]:
+def lr_schedule(cfg: Config) -> float | list[list[float]]:
     """Our linear decay as RLlib's piecewise-linear [[env step, lr], ...] schedule. A switch
     keyed to an evaluation's return has no RLlib counterpart; the benchmark's budgets end
     long before one, so both sides keep learning_rate."""

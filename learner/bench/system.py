@@ -29,7 +29,7 @@ import torch
 from learner.bench.timing import calls_per_s, paired_timings
 from dqn.config import Config, load_config
 from dqn.envs import make_vector_env
-from dqn.learning import DQNLearner, resolve_device
+from dqn.learning import DQNLearner, make_learner, resolve_device
 from dqn.process import torch_process
 from dqn.replay import Batch
 from learner.cluster import init_ray
@@ -99,7 +99,7 @@ def _bare_learner(cfg: Config, obs_shape: tuple[int, ...], num_actions: int):
     """A DQNLearner and one fixed synthetic batch on the learner's device and threads."""
     torch_process(cfg.ray.learner_threads)   # as the learner actor
     device = resolve_device(cfg.run.device)
-    learner = DQNLearner(cfg, obs_shape, num_actions, device)
+    learner = make_learner(cfg, obs_shape, num_actions, device)
     batch = synthetic_batch(cfg.agent.batch_size, obs_shape, num_actions)
     return learner, Batch(*(torch.as_tensor(x).to(device) for x in batch))
 
@@ -122,7 +122,7 @@ def _bare_update_rate(cfg: Config, obs_shape: tuple[int, ...], num_actions: int,
     return calls_per_s(lambda: learner.update(batch), seconds)
 
 
-def _plain(learner: DQNLearner) -> DQNLearner:
+def plain_learner(learner: DQNLearner) -> DQNLearner:
     """`learner` turned into the baseline: NCHW tensors everywhere, Adam per tensor."""
     for net in (learner.online, learner.target):
         net.to(memory_format=torch.contiguous_format)
@@ -136,7 +136,7 @@ def bench_update(preset: str, overrides: list[str], seconds: float) -> dict:
     cfg = _config(preset, overrides, "bench-update")
     obs_shape, num_actions = _probe(cfg)
     ours, batch = _bare_learner(cfg, obs_shape, num_actions)
-    plain = _plain(_bare_learner(cfg, obs_shape, num_actions)[0])
+    plain = plain_learner(_bare_learner(cfg, obs_shape, num_actions)[0])
     (rate, cpu), (plain_rate, plain_cpu) = paired_timings(
         lambda: ours.update(batch), lambda: plain.update(batch), seconds, rounds=8)
     return {"network": cfg.network.torso if len(obs_shape) == 3 else "mlp",

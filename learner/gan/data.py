@@ -176,7 +176,7 @@ def _salient(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def _load_policies(plan: FramePlan) -> dict[str, torch.nn.Module]:
     """Each DQN checkpoint's Q-network, keyed by the game it was trained on."""
-    from dqn.checkpoint import load_checkpoint, load_weights
+    from dqn.checkpoint import Checkpoint, load_weights
     from dqn.config import build_config
     from dqn.envs import make_vector_env
     from dqn.networks import QNetwork
@@ -184,8 +184,8 @@ def _load_policies(plan: FramePlan) -> dict[str, torch.nn.Module]:
     policies = {}
     for text in plan.dqn_checkpoints:
         path = Path(text)
-        state = load_checkpoint(path)
-        cfg = build_config(state["config"])
+        state = Checkpoint.load(path)
+        cfg = build_config(state.config)
         if cfg.env.id not in plan.games:
             raise UserError(f"DQN checkpoint {text!r} plays {cfg.env.id!r}, which is not "
                             f"one of data.games ({', '.join(plan.games)})")
@@ -196,7 +196,7 @@ def _load_policies(plan: FramePlan) -> dict[str, torch.nn.Module]:
         probe = make_vector_env(cfg.env, num_envs=1)
         net = QNetwork(probe.obs_shape, probe.num_actions, cfg.network).eval()
         probe.close()
-        load_weights(net, state["learner"]["online"], path)
+        load_weights(net, state.learner["online"], path)
         policies[cfg.env.id] = net
     return policies
 

@@ -61,3 +61,34 @@ def test_invalid_yaml_preset(tmp_path):
     bad.write_text("env: [unclosed")
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(str(bad))
+
+
+def test_a_preset_includes_another_key_by_key(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("env:\n  id: pong\n  num_envs: 4\nrun:\n  name: base\n")
+    (tmp_path / "child.yaml").write_text("include: base.yaml\nenv:\n  num_envs: 2\n")
+    cfg = load_config(str(tmp_path / "child.yaml"))
+    assert (cfg.env.id, cfg.env.num_envs, cfg.run.name) == ("pong", 2, "base")
+    (tmp_path / "named.yaml").write_text("include: laptop\nrun:\n  name: mine\n")
+    cfg = load_config(str(tmp_path / "named.yaml"))  # a name: the job's own preset
+    assert cfg.network.torso == "nips2013" and cfg.run.name == "mine"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("include: loop.yaml\n", "includes itself"),
+    ("include: [laptop, pong]\n", "include must name one preset"),
+    ("include: nowhere\n", "preset 'nowhere' not found"),
+])
+def test_a_bad_include_is_one_line(tmp_path, text, fragment):
+    (tmp_path / "loop.yaml").write_text(text)
+    with pytest.raises(UserError, match=fragment):
+        load_config(str(tmp_path / "loop.yaml"))
+
+
+def test_presets_ship_inside_the_package():
+    from importlib import resources
+
+    shipped = resources.files("configs")
+    assert shipped.joinpath("laptop.yaml").is_file()
+    assert shipped.joinpath("lm", "lstm.yaml").is_file()
+    assert "laptop" in preset_names() and "cartpole" in preset_names()

@@ -126,11 +126,12 @@ def test_recycling_gives_dormant_units_fresh_inputs_and_zero_outputs_and_keeps_q
 
 def test_the_learner_recycles_on_its_schedule_and_the_checkpoint_keeps_the_count():
     from dqn.config import load_config
-    from dqn.learning import DQNLearner
+    from dqn.learning import RecyclingDQNLearner, make_learner
     from learner.bench.system import synthetic_batch
 
     cfg = load_config("cartpole", ["agent.recycle_dormant_every_updates=3"])
-    learner = DQNLearner(cfg, (4,), 2, torch.device("cpu"))
+    learner = make_learner(cfg, (4,), 2, torch.device("cpu"))
+    assert isinstance(learner, RecyclingDQNLearner)
     with torch.no_grad():
         learner.online.torso[1].bias[:10] = -1e3    # ten neurons of the first layer dead
     batch = synthetic_batch(64, (4,), 2)
@@ -139,6 +140,6 @@ def test_the_learner_recycles_on_its_schedule_and_the_checkpoint_keeps_the_count
     assert learner.recycled_units == 0              # not yet: every 3 updates
     learner.update(batch)
     assert learner.recycled_units >= 10
-    again = DQNLearner(cfg, (4,), 2, torch.device("cpu"))
+    again = make_learner(cfg, (4,), 2, torch.device("cpu"))
     again.load_state_dict(learner.state_dict())
     assert again.recycled_units == learner.recycled_units

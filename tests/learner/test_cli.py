@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from dqn.checkpoint import DistributedCheckpoint, SerialCheckpoint
 from dqn.metrics import STEP_KEY
 from dqn.plots import best_evaluation, read_metrics
 from learner.cli import main
@@ -51,7 +52,7 @@ def test_the_serial_trainer_switches_its_step_at_the_first_evaluation_past_the_t
     assert main(args + TINY_CARTPOLE) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ckpt = torch.load(result["checkpoint"], weights_only=False)
-    assert ckpt["learner"]["lr_switched"] is True
+    assert ckpt["learner"]["step_size"] == {"switched": True}
     assert ckpt["learner"]["optimizer"]["param_groups"][0]["lr"] == 1e-4
     logged = {row["charts/env_steps"]: row["charts/learning_rate"]
               for row in map(json.loads, (run_dir / "lr-switch" / "metrics.jsonl")
@@ -131,12 +132,13 @@ def test_serial_refuses_a_distributed_checkpoint(run_dir, capsys):
             f"run.out_dir={run_dir}", "run.name=other", *TINY_CARTPOLE[:2]]
     assert main(base) == 0
     ckpt = run_dir / "other" / "checkpoint.pt"
-    state = torch.load(ckpt, weights_only=False)
-    del state["rng"]                       # what the distributed trainer writes lacks it
-    state["collector_restarts"] = 0
-    torch.save(state, ckpt)
+    serial = SerialCheckpoint.load(ckpt)
+    DistributedCheckpoint(serial.config, serial.learner, serial.env_steps, episodes=3,
+                          collector_restarts=0).save(ckpt)
     assert main(base) == 2
-    assert "was written by the distributed trainer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "was written by the distributed trainer, not the single-process trainer" in err
+    assert err.count("\n") == 1
 
 
 def test_bench_replay_prints_json_with_ratios():
@@ -153,14 +155,14 @@ def test_bench_update_times_the_same_update_in_both_layouts():
 
     from dqn.config import load_config
     from dqn.learning import DQNLearner
-    from learner.bench.system import _plain, synthetic_batch
+    from learner.bench.system import plain_learner, synthetic_batch
 
     cfg = load_config("laptop")
     learners = []
     for make_plain in (False, True):
         torch.manual_seed(0)
         learner = DQNLearner(cfg, (4, 84, 84), 6, torch.device("cpu"))
-        learners.append(_plain(learner) if make_plain else learner)
+        learners.append(plain_learner(learner) if make_plain else learner)
     ours, plain = learners
     assert plain.online.torso[0].weight.is_contiguous()
     assert not ours.online.torso[0].weight.is_contiguous()

@@ -46,13 +46,13 @@ def test_a_learning_rate_decay_reaches_rllib_as_its_own_schedule():
     from ray.rllib.utils.schedules.scheduler import Scheduler
 
     from dqn.config import load_config
-    from learner.bench.rllib_side import _lr_schedule
+    from learner.bench.rllib_side import lr_schedule
 
-    assert _lr_schedule(load_config("laptop", ["agent.lr_end=null"])) == 2.5e-4
-    assert _lr_schedule(load_config("laptop", ["agent.lr_end_after_eval_return=0",
+    assert lr_schedule(load_config("laptop", ["agent.lr_end=null"])) == 2.5e-4
+    assert lr_schedule(load_config("laptop", ["agent.lr_end_after_eval_return=0",
                                                "agent.lr_decay_start_env_steps=0",
                                                "agent.lr_decay_end_env_steps=0"])) == 2.5e-4
-    decayed = _lr_schedule(load_config("laptop", [
+    decayed = lr_schedule(load_config("laptop", [
         "agent.learning_rate=1e-4", "agent.lr_end=2e-5", "agent.lr_decay_start_env_steps=600000",
         "agent.lr_decay_end_env_steps=1000000"]))
     assert decayed == [[0, 1e-4], [600_000, 1e-4], [1_000_000, 2e-5]]

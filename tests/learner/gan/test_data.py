@@ -23,14 +23,13 @@ def test_frame_builder_is_deterministic_for_a_seed(tmp_path):
 
 def fake_dqn_checkpoint(path, game):
     """A DQN checkpoint in our format with untrained weights: enough to act greedily."""
-    from dqn.checkpoint import save_checkpoint
+    from dqn.checkpoint import best_weights
     from dqn.config import load_config
     from dqn.networks import QNetwork
 
     cfg = load_config("laptop", [f"env.id={game}"])
     net = QNetwork((4, 84, 84), 6, cfg.network)
-    return save_checkpoint(path, {"config": cfg.to_dict(),
-                                  "learner": {"online": net.state_dict()}})
+    return best_weights(cfg.to_dict(), net.state_dict(), env_steps=0, returns=[0.0]).save(path)
 
 
 def test_frames_from_a_dqn_checkpoint_and_its_game_check(tmp_path):
