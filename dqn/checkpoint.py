@@ -31,6 +31,7 @@ import torch
 from dqn.errors import UserError
 
 FORMAT = "raydqn-checkpoint-v2"
+RESUME_HINT = "; pick another run.name"  # what a run that cannot resume may do instead
 C = TypeVar("C", bound="Checkpoint")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from dqn import schema
 from dqn.errors import UserError
-from dqn.schema import PRECISIONS, ConfigRoot, opt, suggest
+from dqn.schema import PRECISIONS, ConfigRoot, opt, run_name_opt, suggest
 
 CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 
@@ -43,6 +43,11 @@ class EnvConfig:
     @property
     def is_atari(self) -> bool:
         return self.id not in CLASSIC_CONTROL
+
+    @property
+    def frames_per_env_step(self) -> int:
+        """Emulator frames an env step advances (the frame skip on Atari, else 1)."""
+        return self.frame_skip if self.is_atari else 1
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ class ExploreConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    name: str = opt("dqn", "run name: its folder under out_dir; rerun the same name to resume")
+    name: str = run_name_opt("dqn")
     out_dir: str = opt("runs", "folder holding one sub-folder per run")
     seed: int = opt(0, "seed for envs, networks, replay and exploration", lo=0)
     total_env_steps: int = opt(10_000_000, "env steps to train for (40M frames)", lo=1)
@@ -136,6 +141,10 @@ class RunConfig:
     log_every_env_steps: int = opt(10_000, "env steps between metric lines", lo=1)
     checkpoint_every_env_steps: int = opt(250_000, "env steps between checkpoints of the "
                                           "distributed trainer", lo=1)
+    checkpoint_replay: bool = opt(True, "the distributed trainer saves replay beside each "
+                                  "checkpoint (frames once, only what changed, in the "
+                                  "background): a resumed run, or a replay shard Ray "
+                                  "restarted, starts from it instead of refilling")
 
 
 @dataclass(frozen=True)

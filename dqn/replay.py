@@ -160,6 +160,36 @@ class FrameReplay:
         return nstep_returns(self.reward[here], self.terminated[here], self.last[after],
                              self.gamma)
 
+    # -- saving and restoring (dqn.replay_files) ------------------------------------
+
+    def runs(self, stream: int, begin: int, end: int) -> list[tuple[int, slice]]:
+        """Records begin..end-1 of `stream` (still in the store) as at most two runs of
+        consecutive slots: (the run's first position, its slots)."""
+        runs, position = [], begin
+        while position < end:
+            offset = position % self.per_stream
+            length = min(end - position, self.per_stream - offset)
+            start = stream * self.per_stream + offset
+            runs.append((position, slice(start, start + length)))
+            position += length
+        return runs
+
+    def priorities(self) -> np.ndarray:
+        """The sum tree's leaf of every slot (priority^alpha; 0 where not live)."""
+        return self.tree.get(np.arange(self.capacity))
+
+    def restore_written(self, written: np.ndarray, max_priority: float,
+                        priorities: np.ndarray | None = None) -> None:
+        """After records were put back into their slots (`runs`): the records written per
+        stream, which of them are live, and their learned priorities where given."""
+        self.written[:] = written
+        self.max_priority = max_priority
+        streams = np.arange(self.num_streams)
+        self._revive(streams, np.maximum(self.written - self.per_stream, 0), self.per_stream)
+        if self.prioritized and priorities is not None:
+            live = np.flatnonzero(self.live)
+            self.tree.set(live, priorities[live])
+
     # -- sampling --------------------------------------------------------------------
 
     def sample(self, batch_size: int, beta: float = 1.0) -> Batch:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ PRECISIONS = ("auto", "float32", "bfloat16")  # of training passes: dqn/precisio
 
 
 def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
-        choices: tuple | None = None) -> Any:
-    """A config field with a help string and its allowed range or choices."""
-    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices}
+        choices: tuple | None = None, pattern: str | None = None) -> Any:
+    """A config field with a help string and its allowed range, choices or (for strings)
+    the pattern the whole value must match, described by its help."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "pattern": pattern}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -47,6 +49,13 @@ class ConfigRoot:
         """Raise a UserError for values that are wrong together."""
 
 
+def run_name_opt(default: str) -> Any:
+    """The `run.name` field every job's config has: a plain folder name under out_dir."""
+    return opt(default, "run name: a plain name (letters, digits, '.', '_', '-'; not "
+               "starting with '.') for its folder under out_dir; rerun the same name to "
+               "resume", pattern=r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
 def address_opt() -> Any:
     """The `ray.address` field every job's config has."""
     return opt(None, "cluster to join ('auto' or host:port); null starts an embedded local "
@@ -57,7 +66,7 @@ def address_opt() -> Any:
 class JobRunConfig:
     """The `run` section of the Ray Train jobs (GAN, language models)."""
 
-    name: str = opt("job", "run name: its folder under out_dir; rerun the same name to resume")
+    name: str = run_name_opt("job")
     out_dir: str = opt("runs", "folder holding one sub-folder per run")
     seed: int = opt(0, "seed for data order, initial weights and sampling", lo=0)
 
@@ -187,6 +196,9 @@ def _check_value(key: str, value: Any, hint: Any, meta: Any) -> Any:
     if choices and value not in choices:
         raise UserError(f"config {key} = {value!r} is not allowed; choose one of "
                         f"{', '.join(map(str, choices))}")
+    pattern = meta.get("pattern")
+    if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
+        raise UserError(f"config {key} = {value!r} is not allowed; {meta['help']}")
     return value
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dqn.checkpoint import SerialCheckpoint, best_weights, check_game, load_weights
+from dqn.checkpoint import RESUME_HINT, SerialCheckpoint, best_weights, check_game, load_weights
 from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.evaluation import evaluate
@@ -37,7 +37,6 @@ from dqn.schedules import linear
 from dqn.stopping import StopFlag
 
 
-RESUME_HINT = "; pick another run.name"
 
 
 class Evaluation(NamedTuple):
@@ -52,10 +51,6 @@ class TrainResult(NamedTuple):
     evaluations: list[Evaluation]
     checkpoint: Path
     learner: DQNLearner
-
-
-def frames_per_env_step(cfg: Config) -> int:
-    return cfg.env.frame_skip if cfg.env.is_atari else 1
 
 
 def train(cfg: Config, *, progress: bool = True) -> TrainResult:
@@ -127,7 +122,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
                     metrics.update(dormant_metrics(learner.dormant_units(batch.obs)))
                     if cfg.agent.recycle_dormant_every_updates:
                         metrics["learner/recycled_units"] = learner.recycled_units
-                logger.log(env_steps * frames_per_env_step(cfg), metrics)
+                logger.log(env_steps * cfg.env.frames_per_env_step, metrics)
                 bar.set_postfix(ret=f"{np.mean(scores):.1f}" if scores else "-",
                                 sps=f"{sps:.0f}", upd=learner.updates)
             if env_steps - last_eval >= cfg.run.eval_every_env_steps:
@@ -155,7 +150,7 @@ def _evaluate(cfg: Config, learner: DQNLearner, device: torch.device, env_steps:
     episodes = evaluate(learner.online, cfg.env, cfg.run.eval_episodes, cfg.explore.eval_eps,
                         seed=cfg.run.seed + 10_000 + env_steps, device=device)
     returns = [e.score for e in episodes]
-    logger.log(env_steps * frames_per_env_step(cfg),
+    logger.log(env_steps * cfg.env.frames_per_env_step,
                {"eval/mean_return": float(np.mean(returns)),
                 "eval/median_return": float(np.median(returns)),
                 "eval/mean_length": float(np.mean([e.env_steps for e in episodes]))})

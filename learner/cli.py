@@ -2,7 +2,7 @@
 
     raydqn train [--preset NAME] [--serial] [--address ADDR] [section.key=value ...]
     raydqn bench replay|env [--seconds S]
-    raydqn bench update|collect|learner|system|rllib [--preset NAME] [section.key=value ...]
+    raydqn bench update|collect|learner|system|rllib|gan [--preset NAME] [section.key=value ...]
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
                    [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
                    [--dormant N]
@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--address", help="Ray cluster to join, e.g. auto (sets ray.address)")
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
     bench.add_argument("what", choices=BENCHMARKS)
-    bench.add_argument("--preset", default="laptop",
-                       help="preset for update, collect, learner, system and rllib")
+    bench.add_argument("--preset", default=None,
+                       help="preset for update, collect, learner, system, rllib (default "
+                            "laptop) and gan (default conditional)")
     bench.add_argument("--seconds", type=float, default=None,
-                       help="time per measurement (default 3; rllib: 300 per side)")
+                       help="time per measurement (default 3; rllib: 300 per side; gan: 20)")
     bench.add_argument("--game", default="pong", help="ALE game for `bench env`")
     bench.add_argument("--envs", type=int, default=16, help="envs in the vector env for `bench env`")
     ev = sub.add_parser("evaluate", help="score checkpoints under a stated protocol")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import sys
 import time
 import uuid
@@ -29,18 +30,20 @@ from tqdm import tqdm
 from actors.collector import CollectReport
 from actors.evaluator import EvalReport, Evaluator
 from actors.replay_shard import ShardStats
-from dqn.checkpoint import (DistributedCheckpoint, best_return, best_weights, check_game,
-                            load_weights)
+from dqn.checkpoint import (RESUME_HINT, DistributedCheckpoint, best_return, best_weights,
+                            check_game, load_weights)
 from dqn.config import Config
 from dqn.envs import make_vector_env
 from dqn.metrics import MetricLogger
 from dqn.networks import QNetwork, dormant_metrics
+from dqn.replay import FrameReplay
+from dqn.replay_files import ReplayFiles
 from dqn.schedules import linear
-from dqn.serial import RESUME_HINT, frames_per_env_step
 from dqn.stopping import StopFlag
 from learner.cluster import init_ray
 from learner.learner_actor import LearnerReport
-from learner.startup import check_resources, start_collector, start_learner, start_shards
+from learner.startup import (check_resources, shard_folders, shard_stores, start_collector,
+                             start_learner, start_shards)
 
 
 class DistributedResult(NamedTuple):
@@ -53,6 +56,7 @@ class DistributedResult(NamedTuple):
 
 
 EVAL = "eval"  # the owner tag of the evaluator's call in `pending`
+REPLAY_SAVE_WAIT_S = 300.0  # for the last replay save at the end of a run
 
 
 class DistributedTrainer:
@@ -61,6 +65,7 @@ class DistributedTrainer:
         self.run_dir = Path(cfg.run.out_dir) / cfg.run.name
         self.ckpt_path = self.run_dir / "checkpoint.pt"
         self.best_path = self.run_dir / "best.pt"
+        self.replay_dir = self.run_dir / "replay" if cfg.run.checkpoint_replay else None
         state = self._load_state()           # bad checkpoints fail before Ray starts
         self.best_return = best_return(self.best_path) if state else -math.inf
         self.owns_ray = init_ray(cfg)
@@ -70,12 +75,15 @@ class DistributedTrainer:
         probe.close()
         if state:
             self._check_network(state, obs_shape, num_actions)
+        self._check_replay(state is not None, obs_shape, obs_dtype)
         self.env_steps = state.env_steps if state else 0
         self.saved_env_steps = self.env_steps if state else None  # on disk
         self.restarts = state.collector_restarts if state else 0
         shard_names = [f"raydqn-shard-{uuid.uuid4().hex[:8]}-{s}"
                        for s in range(cfg.ray.num_replay_shards)]
-        self.shards = start_shards(cfg, shard_names, obs_shape, obs_dtype)
+        self.shards = start_shards(cfg, shard_names, obs_shape, obs_dtype, self.replay_dir)
+        self.shard_pids: list[int | None] = [None] * len(self.shards)
+        self.replay_restarts = 0
         self.learner = start_learner(cfg, self.shards, obs_shape, num_actions,
                                      state.learner if state else None)
         self.collectors = [start_collector(cfg, i, shard_names, self.env_steps)
@@ -115,6 +123,19 @@ class DistributedTrainer:
                                                            "pick another run.name")
         check_game(state, self.ckpt_path, self.cfg.env.id, RESUME_HINT)
         return state
+
+    def _check_replay(self, resumed: bool, obs_shape: tuple[int, ...],
+                      obs_dtype: np.dtype) -> None:
+        """A resumed run restores its shards' saved replay, which must fit this config;
+        a fresh run starts from none (a replay folder left without a checkpoint goes)."""
+        if self.replay_dir is None:
+            return
+        if not resumed:
+            shutil.rmtree(self.replay_dir, ignore_errors=True)
+            return
+        for kwargs, folder in zip(shard_stores(self.cfg, obs_shape, obs_dtype),
+                                  shard_folders(self.cfg, self.replay_dir)):
+            ReplayFiles(folder).check(FrameReplay(**kwargs))
 
     def _check_network(self, state: DistributedCheckpoint, obs_shape: tuple[int, ...],
                        num_actions: int) -> None:
@@ -216,7 +237,7 @@ class DistributedTrainer:
     def _on_evaluation(self, report: EvalReport) -> None:
         self.evaluations.append(report)
         mean = float(np.mean(report.returns))
-        self.logger.log(report.env_steps * frames_per_env_step(self.cfg), {
+        self.logger.log(report.env_steps * self.cfg.env.frames_per_env_step, {
             "eval/mean_return": mean, "eval/median_return": float(np.median(report.returns)),
             "eval/mean_length": float(np.mean(report.lengths)),
             "eval/weights_version": report.weights_version})
@@ -230,7 +251,7 @@ class DistributedTrainer:
         self.target_reached = target is not None and mean >= target
 
     def _frames(self) -> int:
-        return self.env_steps * frames_per_env_step(self.cfg)
+        return self.env_steps * self.cfg.env.frames_per_env_step
 
     def _maybe_log(self) -> None:
         if self.env_steps - self._last_log < self.cfg.run.log_every_env_steps:
@@ -241,7 +262,7 @@ class DistributedTrainer:
         size = sum(s.size for s in stats)
         fill = size / max(sum(s.capacity for s in stats), 1)
         metrics = {"charts/SPS": sps, "charts/env_steps": self.env_steps,
-                   "charts/frames_per_s": sps * frames_per_env_step(self.cfg),
+                   "charts/frames_per_s": sps * self.cfg.env.frames_per_env_step,
                    "learner/updates": self.updates, "learner/updates_per_s": ups,
                    "replay/size": size, "replay/fill": fill,
                    "replay/inserted": sum(s.inserted for s in stats),
@@ -267,7 +288,16 @@ class DistributedTrainer:
                              fill=f"{fill:.0%}")
 
     def replay_stats(self) -> list[ShardStats]:
-        return ray.get([s.stats.remote() for s in self.shards])
+        """Each shard's counters; a shard in a new process was restarted by Ray."""
+        stats = ray.get([s.stats.remote() for s in self.shards])
+        for s, shard in enumerate(stats):
+            if self.shard_pids[s] not in (None, shard.pid):
+                self.replay_restarts += 1
+                _say(f"replay shard {s} was restarted by Ray; it restored {shard.restored:,} "
+                     f"records from the last replay save (restart {self.replay_restarts})")
+                self.logger.log(self._frames(), {"replay/restarts": self.replay_restarts})
+            self.shard_pids[s] = shard.pid
+        return stats
 
     # -- checkpoints and shutdown ----------------------------------------------------
 
@@ -275,9 +305,16 @@ class DistributedTrainer:
         learner_state = ray.get(self.learner.state.remote())
         path = DistributedCheckpoint(self.cfg.to_dict(), learner_state, self.env_steps,
                                      self.episodes, self.restarts).save(self.ckpt_path)
+        if self.replay_dir is not None:
+            self._say_replay_errors(ray.get([s.save_replay.remote() for s in self.shards]))
         self.logger.log_checkpoint(path, self._frames())
         self.saved_env_steps = self.env_steps
         return path
+
+    def _say_replay_errors(self, errors: list[str | None]) -> None:
+        for s, error in enumerate(errors):
+            if error is not None:
+                _say(f"warning: shard {s}: {error}; training goes on")
 
     def save_best(self, report: EvalReport) -> Path:
         return best_weights(self.cfg.to_dict(), ray.get(self._eval_weights),
@@ -294,6 +331,9 @@ class DistributedTrainer:
                 elif owner == EVAL:
                     self._on_evaluation(ray.get(ref))
             self.save()
+            if self.replay_dir is not None:
+                self._say_replay_errors(ray.get(
+                    [s.replay_saved.remote(REPLAY_SAVE_WAIT_S) for s in self.shards]))
         except ray.exceptions.RayActorError:
             # A SIGTERM sent to the whole process group (`timeout`, some job runners)
             # stops Ray's own processes too, and the learner with them: keep what is on

@@ -10,6 +10,7 @@ with eps = 0.05 and no sticky actions. Episodes are spread over Ray evaluator ac
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,12 @@ def evaluate_command(checkpoints: list[str], *, episodes: int, workers: int, pro
                                   ("--json", json_path, ".json")):
         if value is not None and not value.endswith(suffix):
             raise UserError(f"{option} {value!r} must name a {suffix} file")
+        if value is not None:
+            check_output_path(option, Path(value))
     for path in paths:
-        load_agent(path, game)   # a missing or foreign checkpoint fails before any play
+        cfg, _ = load_agent(path, game)  # a missing or foreign checkpoint fails before any play
+        if video and not cfg.env.is_atari:
+            _check_classic_video(cfg.env.id)
     results = [evaluate_checkpoint(p, episodes=episodes, workers=workers, protocol=protocol,
                                    eps=eps, seed=seed, game=game) for p in paths]
     if dormant:
@@ -227,6 +232,30 @@ def evaluate_command(checkpoints: list[str], *, episodes: int, workers: int, pro
         Path(json_path).write_text(json.dumps(body, indent=2))
     _log_to_wandb(results, media, paths[0].parent)
     return results
+
+
+def check_output_path(option: str, path: Path) -> None:
+    """A file the command will write: not a folder, and under folders that exist or can
+    be made and written to; else one line, before anything is played."""
+    if path.is_dir():
+        raise UserError(f"{option} {str(path)!r} is a folder; name a file in it")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"{option} {str(path)!r}: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {str(path)!r}: cannot write in {str(folder)!r}")
+
+
+def _check_classic_video(env_id: str) -> None:
+    """gymnasium draws classic-control envs with pygame, which this project does not
+    install (Atari games are drawn by the emulator)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pygame") is None:
+        raise UserError(f"--video of {env_id} needs pygame to draw it (pip install pygame); "
+                        f"Atari games record without it")
 
 
 def _log_to_wandb(results: list[dict], media: dict[str, Path], run_dir: Path) -> None:

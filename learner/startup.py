@@ -9,6 +9,7 @@ share of the inserts.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -38,15 +39,12 @@ def collectors_of(cfg: Config, shard: int) -> list[int]:
     return list(range(shard, cfg.ray.num_collectors, cfg.ray.num_replay_shards))
 
 
-def start_shards(cfg: Config, names: list[str], obs_shape: tuple[int, ...],
-                 obs_dtype: np.dtype) -> list:
-    """One named ReplayShard actor per name (collectors look them up by it)."""
+def shard_stores(cfg: Config, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> list[dict]:
+    """The FrameReplay arguments of each shard."""
     r = cfg.ray
-    spi = cfg.agent.batch_size / cfg.agent.update_every_env_steps
-    shards = []
-    for s, name in enumerate(names):
+    stores = []
+    for s in range(r.num_replay_shards):
         writers = len(collectors_of(cfg, s))
-        chunk = r.chunk_env_steps * cfg.env.num_envs
         streams = max(writers, 1) * cfg.env.num_envs
         capacity = cfg.replay.capacity_transitions // r.num_replay_shards
         if capacity // streams < 2 * (r.chunk_env_steps + cfg.env.frame_stack + cfg.agent.n_step):
@@ -54,18 +52,40 @@ def start_shards(cfg: Config, names: list[str], obs_shape: tuple[int, ...],
                             f"{cfg.replay.capacity_transitions} leaves "
                             f"{capacity // streams} records per env stream; each needs "
                             f"at least 2 x (ray.chunk_env_steps + stack + n_step)")
+        stores.append(dict(capacity=capacity, num_streams=streams, frame_shape=obs_shape[1:],
+                           frame_dtype=obs_dtype, stack=obs_shape[0], n_step=cfg.agent.n_step,
+                           gamma=cfg.agent.gamma, prioritized=cfg.replay.prioritized,
+                           alpha=cfg.replay.priority_exponent, seed=cfg.run.seed + 7919 * s))
+    return stores
+
+
+def shard_folders(cfg: Config, replay_dir: Path | None) -> list[Path | None]:
+    """Where each shard saves and restores its replay (None: it does not)."""
+    return [replay_dir / f"shard-{s}" if replay_dir else None
+            for s in range(cfg.ray.num_replay_shards)]
+
+
+def start_shards(cfg: Config, names: list[str], obs_shape: tuple[int, ...],
+                 obs_dtype: np.dtype, replay_dir: Path | None = None) -> list:
+    """One named ReplayShard actor per name (collectors look them up by it). Ray restarts
+    a shard that dies, which then restores the replay of the last save in `replay_dir`,
+    and retries the calls made to it meanwhile: its callers wait for it."""
+    r = cfg.ray
+    spi = cfg.agent.batch_size / cfg.agent.update_every_env_steps
+    shards = []
+    stores = shard_stores(cfg, obs_shape, obs_dtype)
+    for s, (name, folder) in enumerate(zip(names, shard_folders(cfg, replay_dir))):
+        writers = len(collectors_of(cfg, s))
+        chunk = r.chunk_env_steps * cfg.env.num_envs
         limiter = RateLimiter(
             samples_per_insert=spi,
             min_inserts=math.ceil(cfg.replay.learning_starts_env_steps / r.num_replay_shards),
             error_buffer=max(writers * chunk * spi, 2 * cfg.agent.batch_size * r.prefetch_batches),
             enabled=r.rate_limit)
-        store = dict(capacity=capacity, num_streams=streams, frame_shape=obs_shape[1:],
-                     frame_dtype=obs_dtype, stack=obs_shape[0], n_step=cfg.agent.n_step,
-                     gamma=cfg.agent.gamma, prioritized=cfg.replay.prioritized,
-                     alpha=cfg.replay.priority_exponent, seed=cfg.run.seed + 7919 * s)
         shards.append(ReplayShard.options(
-            name=name, num_cpus=r.replay_cpus,
-            max_concurrency=4 + 2 * writers).remote(store, limiter))
+            name=name, num_cpus=r.replay_cpus, max_concurrency=4 + 2 * writers,
+            max_restarts=-1, max_task_retries=-1,
+        ).remote(stores[s], limiter, folder=str(folder) if folder else None))
     return shards
 
 

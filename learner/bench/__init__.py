@@ -2,21 +2,25 @@
 
 `raydqn bench WHAT` calls `run`; each WHAT is one function that returns a JSON-ready
 report: `components` (replay, env: no Ray), `system` (collect, update, learner, system),
-`rllib` (RLlib's DQN beside ours).
+`rllib` (RLlib's DQN beside ours), `gan` (the GAN job's update beside the same networks
+built from plain torch convolutions).
 """
 
 from __future__ import annotations
 
 from dqn.errors import UserError
 
-WHATS = ("replay", "env", "update", "collect", "learner", "system", "rllib")
+WHATS = ("replay", "env", "update", "collect", "learner", "system", "rllib", "gan")
 
 
-def run(what: str, preset: str, overrides: list[str], seconds: float | None, game: str,
-        envs: int) -> dict:
-    """The report of benchmark `what`; bad input is a UserError before anything starts."""
+def run(what: str, preset: str | None, overrides: list[str], seconds: float | None,
+        game: str, envs: int) -> dict:
+    """The report of benchmark `what`; bad input is a UserError before anything starts.
+    `preset` None: `conditional` for gan, `laptop` for the others."""
+    if preset is None:
+        preset = "conditional" if what == "gan" else "laptop"
     if seconds is None:
-        seconds = 300.0 if what == "rllib" else 3.0
+        seconds = {"rllib": 300.0, "gan": 20.0}.get(what, 3.0)
     if seconds <= 0:
         raise UserError(f"--seconds {seconds} must be positive")
     if envs < 1:
@@ -29,6 +33,10 @@ def run(what: str, preset: str, overrides: list[str], seconds: float | None, gam
         from learner.bench.components import bench_env
 
         return bench_env(game, seconds, envs)
+    if what == "gan":
+        from learner.bench.gan import bench_gan
+
+        return bench_gan(preset, overrides, seconds)
     if what == "rllib":
         from learner.bench.rllib import bench_rllib
 

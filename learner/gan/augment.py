@@ -34,16 +34,8 @@ def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
     dx = torch.randint(0, 2 * sx + 1, (b, 1, 1), device=x.device)
     if x.device.type == "cpu":
         return _Shift.apply(x, (dy.view(-1) - sy).tolist(), (dx.view(-1) - sx).tolist())
-    return from_padded(x, dy, dx, sy, sx, _indexed)
-
-
-def from_padded(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, sy: int, sx: int,
-                crops) -> torch.Tensor:
-    """Each image's window at (dy[i], dx[i]) of the batch zero-padded by (sy, sx), by
-    `crops(padded, dy, dx, h, w)` on the padded batch as (B, H, W, C)."""
-    h, w = x.shape[-2:]
     padded = F.pad(x, (sx, sx, sy, sy)).permute(0, 2, 3, 1)   # B, H + 2sy, W + 2sx, C
-    return crops(padded, dy, dx, h, w).permute(0, 3, 1, 2)
+    return _indexed(padded, dy, dx, h, w).permute(0, 3, 1, 2)
 
 
 class _Shift(torch.autograd.Function):
@@ -52,8 +44,8 @@ class _Shift(torch.autograd.Function):
     batch, without the padded batch. One slice copy per image forward and one back
     (the adjoint of a shift is the opposite shift): on a 2-core CPU 3.5 ms forward and
     backward for the preset's 64 x 6 x 64 x 64 in bfloat16, where padding and stacking a
-    slice per image took 5.1 (the whole update 0.976x the time, docs/gan_step_bench.py
-    --shift). On a GPU the offsets would have to come back to the host: `_indexed` there."""
+    slice per image takes 5.1 and `_indexed` more (its backward scatters). On a GPU the
+    offsets would have to come back to the host: `_indexed` there."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dy: list[int], dx: list[int]) -> torch.Tensor:

@@ -77,9 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if args.gan_command == "train":
             from learner.train_job import check_resume
 
-            check_resume(cfg, "gan", "a GAN", lambda state: {
-                "model": state["config"]["model"], "data": state["config"]["data"]},
-                only={"data": ("image_size", "games", "image_folder")})
+            check_resume(cfg, "gan", "a GAN", lambda state: _resumable(cfg, state),
+                         only={"data": ("image_size", "games", "image_folder")})
         files = prepare(cfg)
         if args.gan_command == "data":
             print(json.dumps(files._asdict()))
@@ -95,6 +94,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resumable(cfg: GanConfig, state: dict) -> dict[str, dict]:
+    """The sections of a checkpoint's config a resumed run must match; one line if it
+    was trained with a model setting this version no longer has."""
+    from learner.gan.config import retired_model_settings
+
+    if retired := retired_model_settings(state["config"]):
+        raise UserError(f"run {cfg.run.name!r} was trained with {'; '.join(retired)}, "
+                        f"a setting this version no longer has; pick another run.name")
+    return {"model": state["config"]["model"], "data": state["config"]["data"]}
+
+
 def prepare(cfg: GanConfig, progress: bool = True) -> DataFiles:
     """The frames .npz and the trained classifier, built or found in the cache."""
     from learner.gan.data import dataset_file
@@ -103,15 +113,6 @@ def prepare(cfg: GanConfig, progress: bool = True) -> DataFiles:
 
     frames = dataset_file(cfg.frame_plan(), cfg.data.image_folder,
                           Path(cfg.data.cache_dir), progress)
-    weights = cfg.train.game_weights
-    if weights and cfg.data.image_folder is not None:
-        import numpy as np
-
-        with np.load(frames) as data:
-            classes = len(data["names"])
-        if len(weights) != classes:
-            raise UserError(f"config train.game_weights = {list(weights)} needs one weight "
-                            f"per class of {cfg.data.image_folder!r} ({classes})")
     judge = judge_file(frames, cfg.data.heldout_fraction, cfg.run.seed,
                        cfg.quality.classifier_updates, cfg.quality.classifier_width)
     return DataFiles(str(frames), str(judge))
@@ -134,7 +135,7 @@ def train(cfg: GanConfig, files: DataFiles, started: float | None = None
 
 
 def calibrate(cfg: GanConfig, files: DataFiles) -> dict[str, dict[str, float]]:
-    """gan_quality.references on the run's own judge and splits: CFD and ratio of each."""
+    """learner.gan.quality.references on the run's own judge and splits: CFD and ratio of each."""
     from learner.gan.data import load_frames, split_heldout
     from learner.gan.quality import Judge, load_judge, references
 
@@ -156,16 +157,15 @@ def _load_gan(path: Path, last: bool = False) -> tuple[GanConfig, Generator, dic
     import torch
 
     from dqn.checkpoint import load_weights
-    from dqn.schema import build_config
+    from learner.gan.config import checkpoint_config
     from learner.gan.model import Generator
-    from learner.gan.config import GanConfig
     from learner.train_job import latest_state
 
     state = latest_state(path)
     if state["job"] != "gan":
         raise UserError(f"checkpoint {str(path)!r} was written by the {state['job']!r} job, "
                         f"not the GAN")
-    cfg = build_config(state["config"], GanConfig)
+    cfg = checkpoint_config(state["config"])
     g = Generator(cfg.model, cfg.data.image_size, len(state["names"]))
     weights = state.get("generator_ema", state["generator"])
     state["drawn_epoch"] = state["epoch"]

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from dqn.schema import PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, opt
+from dqn.schema import (PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, build_config,
+                        opt)
 from dqn.errors import UserError
 from learner.gan.data import FramePlan, check_games
 
 
-AUGMENTATIONS = ("none", "translation", "translation,cutout",  # see learner.gan.augment.augment_images
-                 "color,translation")
+# what learner.gan.augment.augment_images applies to every image the discriminator sees
+AUGMENTATIONS = ("none", "translation", "translation,cutout", "color,translation")
 
 
 @dataclass(frozen=True)
@@ -47,33 +48,20 @@ class GanDataConfig:
 @dataclass(frozen=True)
 class GanModelConfig:
     conditional: bool = opt(True, "condition both networks on the class label (Mirza & "
-                            "Osindero 2014); false trains a plain DCGAN")
+                            "Osindero 2014): an embedding beside the generator's noise, "
+                            "a learned image-sized plane as one more discriminator "
+                            "input; false trains a plain DCGAN")
     latent_size: int = opt(100, "noise dimensions fed to the generator", lo=1)
     g_width: int = opt(64, "generator channels at its last hidden layer; doubling "
                        "towards the noise", lo=1)
     d_width: int = opt(64, "discriminator channels at its first layer; doubling "
                        "towards the logit", lo=1)
-    embed_size: int = opt(16, "label embedding size fed to the generator", lo=1)
-    d_condition: str = opt("plane", "how the discriminator takes the label: plane (its "
-                           "learned embedding drawn as one more image channel, Mirza & "
-                           "Osindero 2014) or projection (a learned per-label vector's "
-                           "inner product with D's last features joins the logit, Miyato "
-                           "& Koyama 2018)", choices=("plane", "projection"))
-    d_norm: str = opt("batch", "normalization inside the discriminator: batch (DCGAN; "
-                      "real and fake batches are normalized apart), batch_joint (batch "
-                      "norm over the real and the fake batch together, one pass), "
-                      "spectral (Miyato et al. 2018, every conv, no batch norm) or none",
-                      choices=("batch", "batch_joint", "spectral", "none"))
-    minibatch_std: bool = opt(False, "feed the batch's feature spread to the "
-                              "discriminator's last layer (Karras et al. 2018), against "
-                              "mode collapse; conditional: the spread among each "
-                              "sample's own label")
-    pack: int = opt(1, "images the discriminator judges together, channels stacked, "
-                    "all of one label (PacGAN, Lin et al. 2018): a generator that draws "
-                    "one frame per label is easy to catch; 1: off", lo=1)
+    embed_size: int = opt(16, "size of the label embedding fed to the generator beside "
+                          "the noise", lo=1)
     latent_codes: int = opt(0, "noise dimensions the discriminator must read back from "
                             "a generated image (InfoGAN's continuous codes, Chen et al. "
-                            "2016), so the generator cannot ignore its noise; 0: off", lo=0)
+                            "2016), so that a game's samples differ with their noise; "
+                            "0: off", lo=0)
     d_residual: float = opt(0.0, "give the discriminator three more input channels: "
                             "this many times the image minus its class's mean training "
                             "frame, where small moving objects (paddles, ball) stand out "
@@ -105,18 +93,11 @@ class GanTrainConfig:
                                 "(pix2pix, CycleGAN: settles the game's late swings); "
                                 "1: constant", lo=0.0, hi=1.0)
     beta1: float = opt(0.5, "Adam beta1 (DCGAN: 0.5 steadies the game)", lo=0.0, hi=1.0)
-    g_loss: str = opt("non_saturating", "non_saturating: G minimizes -log D(G(z)); "
-                      "minimax: G minimizes log(1 - D(G(z))) (Goodfellow et al. 2014)",
-                      choices=("non_saturating", "minimax"))
     augment: str = opt("none", "differentiable augmentation of every image D sees, real "
                        "or fake (DiffAugment): translation shifts by up to 1/8 of the "
                        "size; cutout also blanks a random half-size square; color first "
                        "moves brightness, saturation and contrast at random",
                        choices=AUGMENTATIONS)
-    r1_gamma: float = opt(0.0, "weight of the R1 penalty gamma/2 E||grad D(x)||^2 on real "
-                          "frames (Mescheder et al. 2018); 0 turns it off", lo=0.0)
-    r1_every: int = opt(16, "discriminator steps between R1 penalties, each weighted "
-                        "by this many (lazy regularization)", lo=1)
     code_weight: float = opt(1.0, "weight of the code loss, the mean squared error of "
                              "the discriminator's reading of model.latent_codes, in both "
                              "networks' losses", lo=0.0)
@@ -125,19 +106,14 @@ class GanTrainConfig:
                               "vectors, and the generator's loss gains this times "
                               "1 / (|G(z1) - G(z2)| / |z1 - z2|), so samples of a game "
                               "must differ as their noise does; 0: off", lo=0.0)
-    game_weights: tuple[float, ...] = opt((), "one weight per game (label), in "
-                                          "data.games' order: each epoch holds the games "
-                                          "in these shares of the frames, its length "
-                                          "unchanged, so a game that is hard to draw gets "
-                                          "more updates; empty: every frame once an epoch")
     ema_decay: float = opt(0.999, "samples, scores and `gan sample` use an exponential "
                            "moving average of the generator's weights with this decay per "
                            "update; 0 uses the live generator", lo=0.0, hi=0.99999)
     precision: str = opt("auto", "float32, or bfloat16: both networks' training passes "
                          "under bfloat16 autocast (weights, Adam, the losses and every "
-                         "sample and score stay float32; 1.8x the updates/s on an AMD "
-                         "EPYC, docs/gan.md); auto: bfloat16 on a CPU with AMX tiles or "
-                         "AVX-512 BF16, float32 elsewhere and on GPUs", choices=PRECISIONS)
+                         "sample and score stay float32); auto: bfloat16 on a CPU with "
+                         "AMX tiles or AVX-512 BF16, float32 elsewhere and on GPUs",
+                         choices=PRECISIONS)
     log_every_updates: int = opt(20, "generator updates between metric rows", lo=1)
     grid_images: int = opt(64, "images in the per-epoch sample grid (fixed noise)", lo=1)
 
@@ -154,8 +130,8 @@ class GanQualityConfig:
     draws: int = opt(8, "independent draws of `samples` generated images the reported "
                      "CFD is the mean over", lo=1)
     selection_draws: int = opt(4, "more draws, from noise of their own, whose mean CFD "
-                               "chooses the kept generator (quality.keep_best); one draw "
-                               "read 0.19 where eight read 0.34 (docs/gan.md)", lo=1)
+                               "chooses the kept generator (quality.keep_best): one draw "
+                               "of samples is too noisy to choose by", lo=1)
     keep_best: bool = opt(True, "keep the generator of the evaluated epoch whose "
                           "selection draws (quality.selection_draws) have the lowest CFD; `gan "
                           "sample` and `gan score` use it (--last: the last epoch's), and "
@@ -163,14 +139,13 @@ class GanQualityConfig:
     keep_live: bool = opt(False, "with train.ema_decay and keep_best: the live weights "
                           "are candidates too, by selection draws of their own, so that a "
                           "run stopped while still improving (the average lags) keeps "
-                          "its latest weights (docs/gan.md, eighth session)")
+                          "its latest weights")
     every_epochs: int = opt(1, "epochs between quality evaluations (the last always "
                             "runs)", lo=1)
     early_every_epochs: int | None = opt(None, "epochs between quality evaluations "
                                          "before the step sizes start to fall "
-                                         "(train.lr_decay_start), where no kept "
-                                         "generator comes from; empty: every_epochs",
-                                         lo=1)
+                                         "(train.lr_decay_start), when the CFD still "
+                                         "swings; empty: every_epochs", lo=1)
     report_every_epochs: int | None = opt(None, "epochs between the report draws "
                                           "(quality.draws: the CFD curve and the other "
                                           "numbers); evaluations between them draw only "
@@ -210,25 +185,40 @@ class GanConfig(ConfigRoot):
                             f"train.augment without colour (got {self.train.augment!r})")
         if self.model.g_class_norm and not self.model.conditional:
             raise UserError("config model.g_class_norm = true needs model.conditional = true")
-        if self.train.mode_seeking and self.model.pack > 1:
-            raise UserError(f"config train.mode_seeking = {self.train.mode_seeking} needs "
-                            f"model.pack = 1 (got {self.model.pack})")
-        weights = self.train.game_weights
-        if weights and min(weights) <= 0:
-            raise UserError(f"config train.game_weights = {list(weights)} must all be > 0")
-        if weights and self.data.image_folder is None and len(weights) != len(self.data.games):
-            raise UserError(f"config train.game_weights = {list(weights)} needs one weight "
-                            f"per game of data.games ({len(self.data.games)})")
-        per_worker = self.train.batch_size // self.ray.num_workers
-        if per_worker % self.model.pack:
-            raise UserError(f"config model.pack = {self.model.pack} must divide the batch "
-                            f"per worker ({per_worker} = train.batch_size / ray.num_workers)")
 
     def frame_plan(self) -> FramePlan:
         d = self.data
         return FramePlan(d.games, d.frames_per_game, d.keep_every_env_steps, d.image_size,
                          self.run.seed, tuple(str(Path(p).resolve()) for p in
                                               d.dqn_checkpoints), d.dqn_eps, d.resize)
+
+
+# Settings that checkpoints of older versions may hold and this config does not, each with
+# its value that meant "off". None of them shapes the generator, so reading a checkpoint
+# to draw or score drops them; a run trained with a model setting among them switched on
+# cannot resume (its discriminator has another shape or another forward pass).
+RETIRED: dict[str, dict[str, object]] = {
+    "model": {"d_condition": "plane", "d_norm": "batch", "minibatch_std": False, "pack": 1},
+    "train": {"g_loss": "non_saturating", "r1_gamma": 0.0, "r1_every": 16,
+              "game_weights": []},
+}
+
+
+def checkpoint_config(raw: dict) -> GanConfig:
+    """The config a checkpoint was written with (`state["config"]`), without the RETIRED
+    settings an older version wrote into it."""
+    kept = {section: ({k: v for k, v in values.items() if k not in RETIRED.get(section, {})}
+                      if isinstance(values, dict) else values)
+            for section, values in raw.items()}
+    return build_config(kept, GanConfig)
+
+
+def retired_model_settings(raw: dict) -> list[str]:
+    """`model.KEY = VALUE` for each RETIRED model setting a checkpoint's config holds
+    switched on."""
+    model = raw.get("model", {})
+    return [f"model.{key} = {model[key]!r}" for key, off in RETIRED["model"].items()
+            if key in model and model[key] != off]
 
 
 def last_evaluation_scale(q: GanQualityConfig) -> float:

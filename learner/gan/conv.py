@@ -1,10 +1,9 @@
 """Stride-2 convolutions whose weight gradient is one matrix product on the CPU.
 
 DCGAN's inner layers are 4x4 kernels of stride 2 and padding 1. On a CPU, oneDNN's
-weight gradient for the deep ones (a 4x4 or 8x8 map of 128-256 channels over a batch
-of 64) runs at a fraction of its forward speed: 12 ms against 2.5 ms for the same
-product written as patches x gradient (docs/gan.md, "One matrix product for the weight
-gradient"). These layers compute it that way:
+bfloat16 weight gradient for the deep ones (a 4x4 or 8x8 map of 128-256 channels over a
+batch of 64) runs at a fraction of its forward speed: 12 ms against 2.5 ms for the same
+product written as patches x gradient. These layers compute it that way:
 
     dW[o, (kh, kw, c)] = sum over output pixels p of dY[p, o] * patch_X[p, (kh, kw, c)]
 
@@ -23,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_PATCH = 1024  # 4x4 patches of 64+ channels: measured faster from there (docs/gan.md)
-ENABLED = True  # False: every layer here runs torch's own path (docs/gan_step_bench.py)
+MIN_PATCH = 1024  # 4x4 patches of 64+ channels: faster from there; 32-channel ones lose
 
 
 class GemmGradConv2d(nn.Conv2d):
@@ -59,7 +57,7 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None
                 ) -> torch.Tensor:
-        if (not ENABLED or output_size is not None or x.shape[-2:] != (1, 1)
+        if (output_size is not None or x.shape[-2:] != (1, 1)
                 or self.bias is not None
                 or self.stride != (1, 1) or self.padding != (0, 0) or self.groups != 1
                 or tuple(self.output_padding) != (0, 0)):
@@ -72,7 +70,7 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
 def _applies(layer: nn.Module, x: torch.Tensor, patch_channels: int) -> bool:
     bfloat16 = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
                 else x.dtype) == torch.bfloat16  # in float32 oneDNN is as fast
-    return (ENABLED and bfloat16 and x.device.type == "cpu" and torch.is_grad_enabled()
+    return (bfloat16 and x.device.type == "cpu" and torch.is_grad_enabled()
             and layer.weight.requires_grad and layer.bias is None
             and layer.kernel_size == (4, 4) and layer.stride == (2, 2)
             and layer.padding == (1, 1) and layer.dilation == (1, 1)

@@ -264,36 +264,3 @@ def dataset_file(plan: FramePlan, image_folder: str | None, cache_dir: Path,
         save_frames(load_image_folder(folder, plan.image_size), path)
     return path
 
-
-class GameWeightedSampler(torch.utils.data.DistributedSampler):
-    """A DistributedSampler whose epochs hold the games in shares set by `weights` (one
-    per label): game g gets weights[g] x its frames' count, scaled so that an epoch keeps
-    the data set's length; a game's share is a shuffled pass over its frames, repeated
-    where the share exceeds them. A game that is hard to draw gets more of the updates
-    without the run getting longer. Shuffled by `seed` and the epoch, like its parent."""
-
-    def __init__(self, labels: np.ndarray, weights: tuple[float, ...], num_replicas: int,
-                 rank: int, seed: int):
-        labels = np.asarray(labels)
-        if len(weights) != int(labels.max()) + 1 or min(weights) <= 0:
-            raise ValueError(f"need one positive weight per label, got {weights}")
-        super().__init__(range(len(labels)), num_replicas=num_replicas, rank=rank,
-                         shuffle=True, seed=seed, drop_last=True)
-        self.pools = [torch.from_numpy(np.flatnonzero(labels == g)) for g in
-                      range(len(weights))]
-        mass = np.array([w * len(pool) for w, pool in zip(weights, self.pools)])
-        counts = np.floor(mass / mass.sum() * len(labels)).astype(int)
-        counts[np.argmax(mass)] += len(labels) - counts.sum()   # the rounding's rest
-        self.counts = counts.tolist()
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed + self.epoch)
-        picks = []
-        for pool, count in zip(self.pools, self.counts):
-            if count:  # a game without frames has no mass, so no count
-                passes = -(-count // len(pool))
-                picks.append(torch.cat([pool[torch.randperm(len(pool), generator=gen)]
-                                        for _ in range(passes)])[:count])
-        order = torch.cat(picks)
-        order = order[torch.randperm(len(order), generator=gen)][:self.total_size]
-        return iter(order[self.rank:self.total_size:self.num_replicas].tolist())

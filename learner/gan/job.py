@@ -25,15 +25,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from learner.gan.data import FrameSet, GameWeightedSampler, load_frames, split_heldout
-from learner.gan.model import (Discriminator, GanParts, Generator, StepStats, adam, generate, to_unit,
-                     train_step)
-from learner.gan.average import AveragedGenerator
-from learner.gan.config import GanConfig, GanTrainConfig, last_evaluation_scale, planned_epochs
-from learner.gan.quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from dqn.precision import bfloat16_passes, layers_of
 from dqn.process import torch_process
+from learner.gan.average import AveragedGenerator
+from learner.gan.config import GanConfig, GanTrainConfig, last_evaluation_scale, planned_epochs
+from learner.gan.data import FrameSet, load_frames, split_heldout
 from learner.gan.lines import format_quality
+from learner.gan.model import (Discriminator, GanParts, Generator, StepSettings, StepStats,
+                               adam, generate, to_unit, train_step)
+from learner.gan.quality import Judge, Quality, image_grid, load_judge, nchw, write_png
 from learner.train_job import (Progress, all_max, rank, report, restore, run_dir_of,
                                world_size)
 
@@ -98,21 +98,18 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
     if lead is not None:
         print(f"[gan] training passes in {'bfloat16' if bf16 else 'float32'} on {device} "
               f"(train.precision={t.precision})", flush=True)
+    step = StepSettings.of(cfg)
     while epoch < planned:
         sampler.set_epoch(epoch)
         sums, count, t0 = np.zeros(len(StepStats._fields)), 0, time.monotonic()
         for images, labels in loader:
-            r1 = t.r1_gamma * t.r1_every if updates % t.r1_every == 0 else 0.0
             scale = learning_rate_scale(t, updates, total)
             set_step_sizes(parts, t, scale)
             real = to_unit(images.to(device)).contiguous(memory_format=torch.channels_last)
             with passes:
                 stats = train_step(parts, real,
                                    labels.to(device) if cfg.model.conditional else None,
-                                   cfg.model.latent_size, t.g_loss, t.augment, r1,
-                                   cfg.model.latent_codes, t.code_weight, cfg.model.pack,
-                                   joint=cfg.model.d_norm == "batch_joint",
-                                   mode_seeking=t.mode_seeking)
+                                   step)
             updates += 1
             if ema is not None:
                 ema.update(_unwrap(parts.generator))
@@ -235,10 +232,8 @@ def _loader(cfg: GanConfig, train: FrameSet) -> tuple[DataLoader, DistributedSam
     dataset = TensorDataset(nchw(train.images), torch.from_numpy(train.labels))
     # Our own sampler (prepare_data_loader keeps a DistributedSampler it is given),
     # so shuffling follows run.seed and set_epoch on every worker count.
-    sampler = (GameWeightedSampler(train.labels, cfg.train.game_weights, world_size(),
-                                   rank(), cfg.run.seed) if cfg.train.game_weights else
-               DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
-                                  shuffle=True, seed=cfg.run.seed, drop_last=True))
+    sampler = DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
+                                 shuffle=True, seed=cfg.run.seed, drop_last=True)
     per_worker = cfg.train.batch_size // world_size()
     loader = DataLoader(dataset, batch_size=per_worker, sampler=sampler, drop_last=True)
     return ray.train.torch.prepare_data_loader(loader, move_to_device=False), sampler

@@ -12,9 +12,9 @@ drawn as one extra image-sized input channel (Mirza & Osindero 2014); d_residual
 three: the image minus its class's mean frame, scaled.
 
 The two play a game: a discriminator step (real -> 1, fake -> 0), then a generator
-step. The generator's loss is the non-saturating -log D(G(z)) by default (strong
-gradients early, when D easily rejects fakes); the original minimax log(1 - D(G(z)))
-is selectable.
+step. The generator minimizes the non-saturating -log D(G(z)) (Goodfellow et al. 2014),
+whose gradient stays strong while D easily rejects the fakes, where the minimax
+log(1 - D(G(z))) vanishes.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from learner.gan.augment import augment_images  # noqa: F401  (re-exported)
-from learner.gan.config import GanModelConfig
+from learner.gan.augment import augment_images
+from learner.gan.config import GanConfig, GanModelConfig
 from learner.gan.conv import GemmGradConv2d, GemmGradConvTranspose2d, MatmulConvTranspose2d
 
 
@@ -87,8 +87,6 @@ class ClassBatchNorm2d(nn.BatchNorm2d):
     affine of nn.BatchNorm2d times (1 + gain[label]), plus shift[label]. Both tables
     start at zero, so a new model draws as one with plain batch norm."""
 
-    fold_when_drawing = True   # docs/gan_draw_bench.py times it against False
-
     def __init__(self, channels: int, num_classes: int):
         super().__init__(channels)
         self.gain = nn.Parameter(torch.zeros(num_classes, channels))
@@ -97,7 +95,7 @@ class ClassBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if labels is None:
             raise ValueError("a generator with model.g_class_norm draws for given labels")
-        if self.fold_when_drawing and not self.training and self.running_var is not None:
+        if not self.training and self.running_var is not None:
             # drawing: the running statistics, the affine and the label's gain and shift
             # are one scale and offset per image and channel, one pass over x instead of
             # four (the same maths rounded once; the mean draw is ~20 % faster)
@@ -117,76 +115,43 @@ class Discriminator(nn.Module):
         super().__init__()
         self.image_size = image_size
         n = _num_upsamplings(image_size)
-        plane = cfg.conditional and cfg.d_condition == "plane"
-        self.embed = nn.Embedding(num_classes, image_size * image_size) if plane else None
+        self.embed = (nn.Embedding(num_classes, image_size * image_size) if cfg.conditional
+                      else None)
         channels = [cfg.d_width * 2 ** i for i in range(n)]  # e.g. w 2w 4w 8w
-        # PacGAN (Lin et al. 2018): D judges `pack` images of one label at a time, their
-        # channels stacked, so a generator that draws one frame per label is caught.
-        self.pack = cfg.pack
         # A 2-pixel ball is a faint part of a frame, most of its residual (set by the job)
         self.residual = cfg.d_residual
         if self.residual:
             rows = num_classes if cfg.conditional else 1
             self.register_buffer("mean_frames", torch.zeros(rows, 3, image_size, image_size))
-        fan_in = (3 + 3 * bool(self.residual) + int(plane)) * cfg.pack
+        fan_in = 3 + 3 * bool(self.residual) + int(cfg.conditional)
         layers: list[nn.Module] = [nn.Conv2d(fan_in, channels[0], 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers += [GemmGradConv2d(c_in, c_out, 4, 2, 1, bias=False),
-                       *([nn.BatchNorm2d(c_out)] if cfg.d_norm.startswith("batch")
-                         else []),
-                       nn.LeakyReLU(0.2, True)]
-        # 4x4 -> one logit; with minibatch_std one more input channel (see forward)
-        self.minibatch_std = cfg.minibatch_std
-        layers += [nn.Conv2d(channels[-1] + int(cfg.minibatch_std), 1, 4, 1, 0, bias=False)]
+                       nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False)]  # 4x4 -> one logit
         self.net = nn.Sequential(*layers)
         # InfoGAN's Q head: reads the first latent_codes noise dimensions back from the
         # 4x4 features of a generated image (see train_step).
-        self.code_head = (nn.Linear(channels[-1] * 16, cfg.latent_codes * cfg.pack)
+        self.code_head = (nn.Linear(channels[-1] * 16, cfg.latent_codes)
                           if cfg.latent_codes else None)
-        # Projection (Miyato & Koyama 2018): the logit gains <e_y, features>, a learned
-        # per-label template over D's last 4x4 features, instead of the label plane.
-        self.project = (nn.Embedding(num_classes, channels[-1] * 16)
-                        if cfg.conditional and not plane else None)
-        if self.project is not None:  # small, as the convs: the logit starts near 0
-            nn.init.normal_(self.project.weight, 0.0, 0.02)
         self.apply(_dcgan_init)
-        if cfg.d_norm == "spectral":
-            # Miyato et al. 2018: every conv's weight divided by its largest singular
-            # value (one power iteration per forward), so D is 1-Lipschitz per layer;
-            # unlike batch norm it does not depend on what else is in the batch.
-            for conv in [m for m in self.net if isinstance(m, nn.Conv2d)]:
-                nn.utils.parametrizations.spectral_norm(conv)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 codes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """One logit per image (per pack of `pack` consecutive images: train_step sorts
-        a batch by label first); with `codes`, also the code head's reading of every
+        """One logit per image; with `codes`, also the code head's reading of every
         image. Images of 3 channels, or of 6 from `with_residual` (when d_residual)."""
         images = self.with_residual(images, labels)
         if self.embed is not None:
             size = self.image_size
             images = torch.cat([images, self.embed(labels).view(-1, 1, size, size)], dim=1)
-        if self.pack > 1:
-            images = images.reshape(-1, self.pack * images.shape[1], *images.shape[2:])
-            labels = None if labels is None else labels[::self.pack]
         h = self.net[:-1](images)
-        if self.minibatch_std:
-            # Karras et al. 2018: the batch's spread as a feature, so a generator that
-            # draws one image per label (mode collapse) is easy to tell from real batches.
-            spread = minibatch_spread(h, labels).view(-1, 1, 1, 1).expand(-1, 1, *h.shape[2:])
-            logits = self.net[-1](torch.cat([h, spread], dim=1)).view(-1)
-        else:
-            logits = self.net[-1](h).view(-1)
-        if self.project is not None:
-            logits = logits + (self.project(labels) * h.flatten(1)).sum(1)
-        logits = logits.float()  # the losses in float32 under bfloat16 autocast
+        logits = self.net[-1](h).view(-1).float()  # the losses in float32 under autocast
         if not codes:
             return logits
         if self.code_head is None:
             raise ValueError("this discriminator has no code head (model.latent_codes = 0)")
-        read = self.code_head(h.flatten(1)).float()   # a pack's codes side by side
-        return logits, read.reshape(h.shape[0] * self.pack, -1)
+        return logits, self.code_head(h.flatten(1)).float()
 
     def with_residual(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Adds d_residual x (image - its class's mean frame) as 3 channels, once (0: off)."""
@@ -202,21 +167,6 @@ def per_label(rows: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     # index_select, not rows[labels]: its backward adds rows, where indexing's sorts and
     # accumulates (0.37 against 4.9 ms for the generator's 4 x 3 x 64 x 64 mean frames)
     return rows.index_select(0, labels) if labels is not None and len(rows) > 1 else rows[:1]
-
-
-def minibatch_spread(h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """Each sample's minibatch-std feature: the mean standard deviation of the features
-    over the samples of its own label (over the whole batch when unconditional). Over a
-    batch of mixed labels the spread would be dominated by the differences between
-    classes, which a generator that ignores z within each class reproduces exactly."""
-    if labels is None:
-        return h.std(dim=0).mean().expand(h.shape[0])
-    out = h.new_zeros(h.shape[0])
-    for label in labels.unique():
-        mine = labels == label
-        if int(mine.sum()) > 1:
-            out = out.index_put((mine,), h[mine].std(dim=0).mean().expand(int(mine.sum())))
-    return out
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -242,12 +192,9 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
-def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "non_saturating":
-        return F.softplus(-fake_logits).mean()   # -log D(G(z))
-    if kind == "minimax":
-        return -F.softplus(fake_logits).mean()   # log(1 - D(G(z)))
-    raise ValueError(f"unknown generator loss {kind!r}")
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(G(z)), averaged: the generator's side of the game (non-saturating)."""
+    return F.softplus(-fake_logits).mean()
 
 
 class StepStats(NamedTuple):
@@ -265,32 +212,38 @@ class GanParts(NamedTuple):
     opt_d: torch.optim.Optimizer
 
 
+class StepSettings(NamedTuple):
+    """What one update does besides DCGAN's plain game (see `train_step`)."""
+
+    latent_size: int            # model.latent_size
+    augment: str = "none"       # train.augment
+    codes: int = 0              # model.latent_codes
+    code_weight: float = 1.0    # train.code_weight
+    mode_seeking: float = 0.0   # train.mode_seeking
+
+    @classmethod
+    def of(cls, cfg: GanConfig) -> StepSettings:
+        return cls(cfg.model.latent_size, cfg.train.augment, cfg.model.latent_codes,
+                   cfg.train.code_weight, cfg.train.mode_seeking)
+
+
 def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
-               latent_size: int, g_loss: str, augment: str = "none",
-               r1_weight: float = 0.0, codes: int = 0, code_weight: float = 1.0,
-               pack: int = 1, joint: bool = False, mode_seeking: float = 0.0) -> StepStats:
+               step: StepSettings) -> StepStats:
     """One discriminator update, then one generator update, on a batch in [-1, 1].
 
-    `augment` names the differentiable augmentation applied to every image the
-    discriminator sees (see `augment_images`); `r1_weight` > 0 adds that multiple of
-    the R1 penalty, E ||grad_x D(x)||^2 / 2 over the real batch, to the discriminator
-    loss on this step (Mescheder et al. 2018; the caller applies it every k steps with
-    k times the weight, "lazy" R1 of Karras et al. 2020). With `codes` > 0 the
-    discriminator's code head reads z[:, :codes] back from the fakes, and
-    `code_weight` times the mean squared error joins both losses (InfoGAN's
-    continuous codes, Chen et al. 2016): the generator must draw its noise visibly.
-    With `joint`, D sees the real and the fake batch in one pass in both steps, so its
-    batch norm normalizes them together (see `_discriminate`). With `mode_seeking` > 0
-    the second half of the fakes repeats the first half's labels with other noise, and
-    that multiple of `mode_seeking_loss` joins the generator's loss (MSGAN)."""
+    Every image the discriminator sees, real or fake, goes through the differentiable
+    augmentation `step.augment` (see `augment_images`). With `step.codes` > 0 the
+    discriminator's code head reads z[:, :codes] back from the fakes, and `code_weight`
+    times the mean squared error joins both losses (InfoGAN's continuous codes, Chen et
+    al. 2016): the generator must draw its noise visibly. With `mode_seeking` > 0 the
+    second half of the fakes repeats the first half's labels with other noise, and that
+    multiple of `mode_seeking_loss` joins the generator's loss (MSGAN)."""
     g, d, opt_g, opt_d = parts
     # D's residual channels before the augmentation, so a shift moves them with the image
     with_residual = getattr(d, "module", d).with_residual
-    if pack > 1 and labels is not None:  # D's packs hold images of one label
-        order = labels.argsort(stable=True)
-        real, labels = real[order], labels[order]
-    z = torch.randn(real.shape[0], latent_size, device=real.device)
-    half = real.shape[0] // 2 if mode_seeking > 0 else 0
+    z = torch.randn(real.shape[0], step.latent_size, device=real.device)
+    codes = z[:, :step.codes]
+    half = real.shape[0] // 2 if step.mode_seeking > 0 else 0
     fake_labels = labels
     if half and labels is not None:   # fake i + half: label i, other noise
         fake_labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
@@ -298,30 +251,33 @@ def train_step(parts: GanParts, real: torch.Tensor, labels: torch.Tensor | None,
     fake = with_residual(drawn, fake_labels)
     # D step: real and fake in separate batches, so batch norm never mixes them (DCGAN).
     opt_d.zero_grad(set_to_none=True)
-    if r1_weight > 0:
-        real = real.detach().requires_grad_(True)
-    real_in = with_residual(real, labels)
-    real_logits, fake_logits, code_d = _discriminate(
-        d, augment_images(real_in, augment), augment_images(fake.detach(), augment),
-        (labels, fake_labels), z[:, :codes], joint)
-    loss_d = discriminator_loss(real_logits, fake_logits) + code_weight * code_d
-    if r1_weight > 0:
-        loss_d = loss_d + r1_weight * r1_penalty(real_logits, real)
+    real_logits = d(augment_images(with_residual(real, labels), step.augment), labels)
+    fake_logits, code_d = _judge_fakes(d, augment_images(fake.detach(), step.augment),
+                                       fake_labels, codes)
+    loss_d = discriminator_loss(real_logits, fake_logits) + step.code_weight * code_d
     loss_d.backward()
     opt_d.step()
     # G step on the same fakes against the updated discriminator.
     opt_g.zero_grad(set_to_none=True)
-    beside = augment_images(real_in.detach(), augment) if joint else None
-    _, logits, code_g = _discriminate(d, beside, augment_images(fake, augment),
-                                      (labels, fake_labels), z[:, :codes], joint)
-    loss_g = generator_loss(logits, g_loss) + code_weight * code_g
+    logits, code_g = _judge_fakes(d, augment_images(fake, step.augment), fake_labels, codes)
+    loss_g = generator_loss(logits) + step.code_weight * code_g
     if half:
-        loss_g = loss_g + mode_seeking * mode_seeking_loss(drawn, z, half)
+        loss_g = loss_g + step.mode_seeking * mode_seeking_loss(drawn, z, half)
     loss_g.backward()
     opt_g.step()
     return StepStats(loss_d.item(), loss_g.item(),
                      torch.sigmoid(real_logits).mean().item(),
                      torch.sigmoid(fake_logits).mean().item(), code_g.item())
+
+
+def _judge_fakes(d: nn.Module, fake: torch.Tensor, labels: torch.Tensor | None,
+                 codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's logits for the fakes, and the mean squared error of its reading of `codes`
+    from them (zero when there are none)."""
+    if codes.shape[1] == 0:
+        return d(fake, labels), torch.zeros((), device=fake.device)
+    logits, read = d(fake, labels, codes=True)
+    return logits, F.mse_loss(read, codes)
 
 
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, half: int) -> torch.Tensor:
@@ -330,42 +286,6 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, half: int) -> torch.T
     different noise gives the same image, so lowering it spreads a label's samples."""
     apart = (fake[:half] - fake[half:2 * half]).abs().float().mean()
     return (z[:half] - z[half:2 * half]).abs().mean() / (apart + 1e-5)
-
-
-def _discriminate(d: nn.Module, real: torch.Tensor | None, fake: torch.Tensor,
-                  labels: tuple[torch.Tensor | None, torch.Tensor | None],
-                  codes: torch.Tensor, joint: bool
-                  ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """D's logits for the real batch (None when not given) and the fake one, and the mean
-    squared error of its reading of `codes` from the fakes (zero when there are none).
-    `labels` holds the real batch's labels and the fake batch's.
-
-    Apart (DCGAN), real and fake go through D in passes of their own, so batch norm
-    normalizes each by its own statistics and a feature's level shared by one whole
-    batch (a paddle in every real frame, none in the fakes) is taken out. Joint, one
-    pass over both batches shares the statistics and keeps that difference."""
-    read_codes = codes.shape[1] > 0
-    real_labels, labels = labels
-    if joint:
-        out = d(torch.cat([real, fake]),
-                None if labels is None else torch.cat([real_labels, labels]),
-                codes=read_codes)
-        logits, read = out if read_codes else (out, None)
-        real_logits, fake_logits = logits.chunk(2)
-        read = None if read is None else read.chunk(2)[1]
-    else:
-        real_logits = None if real is None else d(real, real_labels)
-        out = d(fake, labels, codes=read_codes)
-        fake_logits, read = out if read_codes else (out, None)
-    code = (F.mse_loss(read, codes) if read is not None
-            else torch.zeros((), device=fake.device))
-    return real_logits, fake_logits, code
-
-
-def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """E ||grad_x D(x)||^2 / 2 over the real batch, differentiable (double backward)."""
-    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-    return grad.pow(2).flatten(1).sum(1).mean() / 2
 
 
 def adam(module: nn.Module, lr: float, beta1: float) -> torch.optim.Optimizer:

@@ -2,7 +2,7 @@
 
     raydqn lm train [--preset lstm] [--address ADDR] [section.key=value ...]
     raydqn lm sample RUN_DIR|STATE.pt [--prime "#include"] [--temperature 0.8]
-                     [--length 500] [--seed 0] [--out FILE]
+                     [--length 500] [--seed 0] [--out FILE] [--cache]
     raydqn lm compare [--preset lstm] [--minutes 3] [--parameters N]
                       [--cells rnn,lstm,gru] [section.key=value ...]
 """
@@ -98,11 +98,19 @@ def sample_command(path: Path, prime: str, temperature: float, length: int, seed
         raise UserError(f"checkpoint {str(path)!r} holds a {state['job']!r} job, not a "
                         f"language model")
     torch_process(1)  # sampling is one byte at a time: threads only add overhead
-    model = CharLM(ModelConfig(**state["model_config"]))
+    model = CharLM(_saved(ModelConfig, state["model_config"]))
     model.load_state_dict(state["model"])
-    memory = CacheConfig(**state.get("cache_config", {})) if cache else None
+    memory = _saved(CacheConfig, state.get("cache_config", {})) if cache else None
     text = sample(model, prime.encode(), length, temperature, seed, cache=memory)
     return (prime.encode() + text).decode("utf-8", errors="replace")
+
+
+def _saved(section: type, values: dict):
+    """A config section from a checkpoint's copy of it: a key it lacks takes its default;
+    a key the section no longer has (a setting removed since, none of which bears on
+    using trained weights) is left out."""
+    names = {f.name for f in dataclasses.fields(section)}
+    return section(**{k: v for k, v in values.items() if k in names})
 
 
 def compare_command(preset: str, overrides: list[str], minutes: float,

@@ -34,12 +34,6 @@ class ModelConfig:
     num_layers: int = opt(2, "stacked recurrent layers", lo=1)
     dropout: float = opt(0.0, "dropout between layers and before the output layer",
                          lo=0.0, hi=0.9)
-    weight_drop: float = opt(0.0, "DropConnect on the hidden-to-hidden weights while "
-                             "training (AWD-LSTM): one mask per update on each layer's "
-                             "recurrent matrix; fused layers only", lo=0.0, hi=0.9)
-    forget_bias: float = opt(0.0, "LSTM only: the forget gate's bias at initialization "
-                             "(b_ih + b_hh of the f rows); 0 keeps torch's uniform init, 1 "
-                             "starts the cell remembering (Jozefowicz et al. 2015)")
     implementation: str = opt("fused", "fused: torch's nn.RNN/LSTM/GRU; explicit: the gate "
                               "equations of learner/lm/cells.py in a Python loop (slow; same "
                               "maths)", choices=("fused", "explicit"))
@@ -70,9 +64,9 @@ class TrainConfig:
     warmup_updates: int = opt(50, "updates of linear learning-rate warm-up", lo=0)
     precision: str = opt("auto", "float32, or bfloat16: the training passes under bfloat16 "
                          "autocast (weights, Adam, the loss and the validation passes stay "
-                         "float32); auto: bfloat16 on a CPU with AMX tiles (Intel Sapphire "
-                         "Rapids and later: 2x the LSTM's tokens/s, docs/lm.md) where torch "
-                         "runs the cell in it, float32 elsewhere", choices=PRECISIONS)
+                         "float32; a cell torch cannot run in bfloat16 runs in float32); "
+                         "auto: bfloat16 on a CPU with AMX tiles where torch runs every "
+                         "layer in it, float32 elsewhere", choices=PRECISIONS)
     state_reset: float = opt(0.0, "chance, per stream and chunk, that the carried state "
                              "restarts from zeros in training (0: only where the streams "
                              "start over)", lo=0.0, hi=1.0)
@@ -84,8 +78,9 @@ class TrainConfig:
     log_every_updates: int = opt(20, "updates between metric lines", lo=1)
     eval_every_updates: int = opt(300, "updates between validation passes", lo=1)
     eval_max_bytes: int = opt(500_000, "validation bytes scored per pass: all the held-out "
-                              "files when they fit (the default corpus: 265 KB), else "
-                              "evenly spaced windows of them; split between workers", lo=2)
+                              "files when they fit (the default corpus holds out 265 KB), "
+                              "else evenly spaced windows of them; split between workers",
+                              lo=2)
     eval_streams: int = opt(8, "streams of the validation pass per worker (few: each "
                             "stream starts from a zero state)", lo=1)
     checkpoint_every_updates: int = opt(600, "updates between checkpoints (one is always "
@@ -113,6 +108,3 @@ class LMConfig(ConfigRoot):
         if train.budget_minutes is None and train.budget_bytes is None:
             raise UserError("config train.budget_minutes and train.budget_bytes are both null;"
                             " set at least one so the run has a budget")
-        if self.model.weight_drop > 0 and self.model.implementation != "fused":
-            raise UserError(f"config model.weight_drop={self.model.weight_drop} needs "
-                            "model.implementation=fused (the explicit cells take no mask)")

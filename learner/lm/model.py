@@ -37,6 +37,9 @@ _RECURRENT = tuple(_FUSED)  # precision.LAYERS that can run in float32 in bfloat
 
 
 class CharLM(nn.Module):
+    """Byte embedding, `cfg.num_layers` recurrent layers (torch's fused ones, or the
+    explicit cells of cells.py), dropout, and a linear layer to 256 logits."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -50,22 +53,9 @@ class CharLM(nn.Module):
                                      cfg.num_layers, between)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, VOCAB_SIZE)
-        # Set by TBPTT where torch cannot run the fused cell under bfloat16 autocast.
+        # Set by TBPTT where torch cannot run the fused cell under bfloat16 autocast:
+        # the recurrent layers then run in float32 with autocast off.
         self.float32_recurrence = False
-        if cfg.cell == "lstm" and cfg.forget_bias:
-            self._set_forget_bias(cfg.forget_bias)
-
-    @torch.no_grad()
-    def _set_forget_bias(self, value: float) -> None:
-        """Rows h..2h of torch's LSTM biases are the forget gate's (order i, f, g, o):
-        b_ih gets `value`, b_hh 0, so the gate starts at σ(value + W x + U h)."""
-        h = self.cfg.hidden_size
-        for name, bias in self.rnn.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]  # fused: bias_ih_l0; explicit: layers.0.bias_ih
-            if leaf.startswith("bias_ih"):
-                bias[h:2 * h] = value
-            elif leaf.startswith("bias_hh"):
-                bias[h:2 * h] = 0.0
 
     def initial_state(self, batch: int) -> State:
         zeros = torch.zeros(self.cfg.num_layers, batch, self.cfg.hidden_size,
@@ -83,22 +73,8 @@ class CharLM(nn.Module):
         device = embedded.device.type
         if self.float32_recurrence and torch.is_autocast_enabled(device):
             with torch.autocast(device, enabled=False):
-                return self._recur(embedded.float(), state)
-        return self._recur(embedded, state)
-
-    def _recur(self, embedded: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if self.training and self.cfg.weight_drop > 0:
-            return torch.func.functional_call(
-                self.rnn, self._dropped_recurrent_weights(), (embedded, state))
+                return self.rnn(embedded.float(), state)
         return self.rnn(embedded, state)
-
-    def _dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
-        """DropConnect (Wan et al. 2013; Merity et al. 2017's weight drop): each layer's
-        U (hidden-to-hidden) with a fresh mask for this pass, the same mask at every
-        time step, so the fused kernel runs unchanged; gradients reach the kept U."""
-        p = self.cfg.weight_drop
-        return {f"weight_hh_l{layer}": F.dropout(getattr(self.rnn, f"weight_hh_l{layer}"), p)
-                for layer in range(self.cfg.num_layers)}
 
 
 def passes_dtype(model: CharLM, precision: str) -> torch.dtype:

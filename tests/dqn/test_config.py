@@ -1,5 +1,7 @@
 """Presets load; bad input is one clear line naming the key, the value and what is allowed."""
 
+import re
+
 import pytest
 
 from dqn.config import load_config, preset_names
@@ -92,3 +94,15 @@ def test_presets_ship_inside_the_package():
     assert shipped.joinpath("laptop.yaml").is_file()
     assert shipped.joinpath("lm", "lstm.yaml").is_file()
     assert "laptop" in preset_names() and "cartpole" in preset_names()
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", "", "/abs"])
+def test_a_run_name_is_a_plain_folder_name(name):
+    from dqn.schema import load_config as load_job_config
+    from learner.lm.config import LMConfig
+
+    with pytest.raises(UserError, match=f"run.name = '{re.escape(name)}' is not allowed"):
+        load_config("cartpole", [f"run.name={name}"])
+    with pytest.raises(UserError, match="run.name"):
+        load_job_config("lstm", [f"run.name={name}"], LMConfig)
+    assert load_config("cartpole", ["run.name=pong-seed_3.v2"]).run.name == "pong-seed_3.v2"

@@ -151,9 +151,11 @@ def test_an_lstm_that_cannot_run_in_bfloat16_runs_in_float32_inside_bfloat16_pas
         seen = {}
         model.rnn.register_forward_pre_hook(lambda m, args: seen.update(inputs=args[0]))
         model.head.register_forward_hook(lambda m, args, out: seen.update(logits=out))
+        model.rnn.register_forward_hook(lambda m, args, out: seen.update(outputs=out[0]))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
         losses[setting] = [tbptt.step(optimizer).loss_nats for _ in range(3)]
         assert seen["inputs"].dtype == torch.float32
+        assert seen["outputs"].dtype == torch.float32
         assert seen["logits"].dtype == dtype
     assert dtype == torch.bfloat16 and model.float32_recurrence
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=1e-2)

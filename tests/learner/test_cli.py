@@ -216,3 +216,17 @@ def test_plot_draws_the_learning_curve_of_a_run(run_dir, capsys):
                             {STEP_KEY: 16, "eval/mean_return": 0.5}]) == (8, 1.0)
     assert main(["plot", str(run_dir / "nothing-here")]) == 2
     assert "has no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_an_unreachable_address_is_one_line_naming_it_within_30_seconds():
+    import socket
+    import time
+
+    with socket.socket() as sock:           # a port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    start = time.monotonic()
+    proc = _cli("train", "--preset", "cartpole", "--address", address)
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: no Ray cluster at '{address}'")

@@ -206,3 +206,59 @@ def test_the_best_evaluation_keeps_its_weights_as_best_pt(local_ray, run_dir):
     assert torch.all(loaded.state_dict()["out.bias"] == 1.0)
     assert trainer.learner.told == [-20.5, -15.0, -19.0]  # each mean, for the step switch
     assert _shell(cfg).best_return == -15.0                        # a resumed run keeps it
+
+
+def _cartpole(run_dir, name, *extra):
+    return load_config("cartpole", [f"run.out_dir={run_dir}", f"run.name={name}",
+                                    "env.num_envs=2", "ray.chunk_env_steps=16",
+                                    "ray.publish_every_updates=5",
+                                    "replay.learning_starts_env_steps=400",
+                                    "run.log_every_env_steps=64", *extra])
+
+
+def test_a_resumed_run_restores_its_replay_and_updates_without_refilling(local_ray, run_dir):
+    first = DistributedTrainer(_cartpole(run_dir, "keep", "run.total_env_steps=600"),
+                               progress=False).run()
+    saved = json.loads((run_dir / "keep" / "replay" / "shard-0" / "state.json").read_text())
+    assert 400 < sum(saved["written"]) <= first.env_steps  # chunks still in flight are not
+    assert saved["extra"]["inserted"] == sum(saved["written"])
+    again = DistributedTrainer(_cartpole(run_dir, "keep", "run.total_env_steps=900"),
+                               progress=False)
+    try:
+        stats = ray.get(again.shards[0].stats.remote())
+        assert stats.restored > 0 and stats.size == stats.restored
+        assert stats.ready and stats.inserted == saved["extra"]["inserted"]  # no refill
+    finally:
+        again.close()
+    off = DistributedTrainer(_cartpole(run_dir, "keep", "run.total_env_steps=900",
+                                       "run.checkpoint_replay=false"), progress=False)
+    try:
+        assert ray.get(off.shards[0].stats.remote()).size == 0       # the opt-out
+    finally:
+        off.close()
+
+
+def test_a_killed_replay_shard_restarts_from_its_last_save_and_the_run_goes_on(
+        local_ray, run_dir, capsys):
+    trainer = DistributedTrainer(_cartpole(run_dir, "shard"), progress=False)
+    try:
+        deadline = time.time() + 120
+        while trainer.updates < 10 and time.time() < deadline:
+            trainer.step()
+        trainer.save()
+        assert ray.get(trainer.shards[0].replay_saved.remote(30)) is None
+        pid = trainer.replay_stats()[0].pid
+        updates = trainer.updates
+        os.kill(pid, signal.SIGKILL)
+        while ((trainer.replay_restarts == 0 or trainer.updates < updates + 20)
+               and time.time() < deadline):
+            trainer.step()
+        assert trainer.replay_restarts == 1 and trainer.restarts == 0  # collectors lived on
+        assert trainer.replay_stats()[0].restored > 0
+        assert trainer.updates >= updates + 20
+    finally:
+        trainer.close()
+    assert "replay shard 0 was restarted by Ray" in capsys.readouterr().err
+    rows = [json.loads(line) for line in
+            (run_dir / "shard" / "metrics.jsonl").read_text().splitlines()]
+    assert any(row.get("replay/restarts") == 1 for row in rows)

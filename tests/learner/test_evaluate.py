@@ -126,3 +126,38 @@ def test_bad_input_is_one_clear_line(pong_checkpoint, tmp_path, args, fragment):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert fragment in proc.stderr
+
+
+@pytest.mark.parametrize("option, target, fragment", [
+    ("--json", "{file}/out.json", "is a file, not a folder"),
+    ("--video", "{file}/deeper/out.mp4", "is a file, not a folder"),
+    ("--tsne", "{folder}.png", "is a folder; name a file in it"),
+])
+def test_every_output_path_is_checked_before_any_play(pong_checkpoint, tmp_path, capsys,
+                                                      option, target, fragment):
+    (tmp_path / "a_file").write_text("taken")
+    (tmp_path / "a_folder.png").mkdir()
+    path = target.format(file=tmp_path / "a_file", folder=tmp_path / "a_folder")
+    assert main(["evaluate", str(pong_checkpoint), "--workers", "0", option, path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option} ") and fragment in err and err.count("\n") == 1
+    assert (tmp_path / "a_file").read_text() == "taken"      # nothing written is lost
+
+
+def test_video_of_a_classic_control_env_is_one_line_without_pygame(tmp_path, capsys):
+    import importlib.util
+
+    from dqn.checkpoint import best_weights
+    from dqn.networks import QNetwork
+
+    cfg = load_config("cartpole")
+    net = QNetwork((4,), 2, cfg.network)
+    ckpt = best_weights(cfg.to_dict(), net.state_dict(), env_steps=0,
+                        returns=[0.0]).save(tmp_path / "cartpole.pt")
+    code = main(["evaluate", str(ckpt), "--workers", "0", "--episodes", "1",
+                 "--video", str(tmp_path / "cartpole.mp4")])
+    if importlib.util.find_spec("pygame") is None:
+        assert code == 2
+        assert "--video of CartPole-v1 needs pygame" in capsys.readouterr().err
+    else:
+        assert code == 0 and (tmp_path / "cartpole.mp4").stat().st_size > 0

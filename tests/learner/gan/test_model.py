@@ -1,6 +1,6 @@
 """The GAN job: the networks as DCGAN describes them, the losses, a two-worker Ray Train
-run that resumes, the sample command and one-line errors (the frames: test_gan_data.py;
-the quality numbers: test_gan_quality.py)."""
+run that resumes, the sample command and one-line errors (the frames: test_data.py;
+the quality numbers: test_quality.py)."""
 
 import json
 
@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dqn.errors import UserError
 from dqn.schema import load_config, preset_names
-from learner.gan.model import (Discriminator, GanParts, Generator, adam, minibatch_spread,
-                     augment_images, discriminator_loss, generator_loss, per_label, r1_penalty,
-                     train_step)
-from learner.gan.augment import _indexed, _Shift
+from learner.gan.model import (Discriminator, GanParts, Generator, StepSettings, adam,
+                               discriminator_loss, generator_loss, per_label, train_step)
+from learner.gan.augment import _indexed, _Shift, augment_images
 from learner.gan.average import AveragedGenerator
-from learner.gan.config import GanConfig, GanModelConfig
+from learner.gan.config import GanConfig, GanModelConfig, checkpoint_config
 from learner.cli import main
 
 LOG2 = float(np.log(2.0))
@@ -70,25 +70,6 @@ def test_discriminator_is_strided_convs_with_leaky_relu_and_no_bn_first(size, co
     assert d(torch.rand(4, 3, size, size) * 2 - 1, labels).shape == (4,)
 
 
-@pytest.mark.parametrize("norm", ["spectral", "none"])
-def test_discriminator_without_batch_norm(norm):
-    d = Discriminator(GanModelConfig(d_width=4, d_norm=norm), 32, num_classes=3)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
-    assert [type(m) for m in d.net].count(nn.LeakyReLU) == 3
-    x, labels = torch.rand(6, 3, 32, 32) * 2 - 1, torch.tensor([0, 1, 2] * 2)
-    for _ in range(30):                      # power iterations run in training forwards
-        d(x, labels)
-    convs = [m for m in d.net if isinstance(m, nn.Conv2d)]
-    sigmas = [torch.linalg.matrix_norm(c.weight.flatten(1), ord=2).item() for c in convs]
-    if norm == "spectral":
-        assert sigmas == pytest.approx([1.0] * len(convs), abs=0.05)
-    else:
-        assert max(sigmas) < 0.9             # DCGAN's N(0, 0.02) weights, not normalized
-    d.eval()
-    one = d(x[:1], labels[:1])               # no batch statistics: a sample alone scores
-    torch.testing.assert_close(one, d(x, labels)[:1])  # as it does inside a batch
-
-
 def test_the_label_changes_what_the_conditional_generator_draws():
     g = Generator(GanModelConfig(latent_size=8, g_width=4), 16, num_classes=4).eval()
     z = torch.randn(1, 8).repeat(4, 1)
@@ -96,27 +77,24 @@ def test_the_label_changes_what_the_conditional_generator_draws():
     assert not torch.allclose(images[0], images[1])
 
 
-@pytest.mark.parametrize("real,fake,loss_d,ns,minimax", [
+@pytest.mark.parametrize("real,fake,loss_d,loss_g", [
     # logits -> D = sigmoid(logit); hand-computed with D = 1/2 at logit 0
-    (0.0, 0.0, 2 * LOG2, LOG2, -LOG2),
-    (100.0, -100.0, 0.0, 100.0, 0.0),   # D sure and right: G's NS loss is large
-    (-100.0, 100.0, 200.0, 0.0, -100.0),
+    (0.0, 0.0, 2 * LOG2, LOG2),
+    (100.0, -100.0, 0.0, 100.0),   # D sure and right: G's loss is large
+    (-100.0, 100.0, 200.0, 0.0),
 ])
-def test_losses(real, fake, loss_d, ns, minimax):
+def test_losses(real, fake, loss_d, loss_g):
     r, f = torch.tensor([real]), torch.tensor([fake])
     assert discriminator_loss(r, f).item() == pytest.approx(loss_d, abs=1e-4)
-    assert generator_loss(f, "non_saturating").item() == pytest.approx(ns, abs=1e-4)
-    assert generator_loss(f, "minimax").item() == pytest.approx(minimax, abs=1e-4)
+    assert generator_loss(f).item() == pytest.approx(loss_g, abs=1e-4)
 
 
-def test_non_saturating_loss_keeps_the_gradient_when_d_rejects_fakes():
+def test_the_generator_loss_keeps_its_gradient_when_d_rejects_fakes():
     fake = torch.tensor([-8.0], requires_grad=True)  # D(G(z)) ~ 3e-4
-    grads = {}
-    for kind in ("non_saturating", "minimax"):
-        fake.grad = None
-        generator_loss(fake, kind).backward()
-        grads[kind] = abs(fake.grad.item())
-    assert grads["non_saturating"] > 100 * grads["minimax"]
+    generator_loss(fake).backward()
+    # d/dl -log sigmoid(l) = sigmoid(l) - 1: near -1, where log(1 - D) has sigmoid(l) ~ 3e-4
+    assert fake.grad.item() == pytest.approx(float(torch.sigmoid(torch.tensor(-8.0))) - 1)
+    assert fake.grad.item() < -0.99
 
 
 def test_one_training_step_changes_both_networks():
@@ -125,8 +103,8 @@ def test_one_training_step_changes_both_networks():
     g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (g, d)]
     parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
-    stats = train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)), 8,
-                       "non_saturating")
+    stats = train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)),
+                       StepSettings(8))
     for module, old in zip((g, d), before):
         changed = [k for k, v in module.state_dict().items() if not torch.equal(v, old[k])]
         assert any(k.endswith("weight") for k in changed)
@@ -192,54 +170,19 @@ def test_per_label_picks_each_labels_row_and_sums_its_gradient():
     assert torch.equal(per_label(rows, None), rows[:1])
 
 
-def test_r1_penalty_is_half_the_squared_input_gradient():
-    x = torch.randn(5, 3, 4, 4, requires_grad=True)
-    w = torch.randn(3, 4, 4)
-    logits = (x.pow(2) * w).flatten(1).sum(1)     # grad_x = 2 x w, image by image
-    penalty = r1_penalty(logits, x)
-    expected = (2 * x * w).pow(2).flatten(1).sum(1).mean() / 2
-    assert penalty.item() == pytest.approx(expected.item(), rel=1e-5)
-    penalty.backward()                            # differentiable: double backward works
-    torch.testing.assert_close(x.grad, 4 * x * w.pow(2) / 5)
-
-
-def test_a_training_step_with_augmentation_and_r1_changes_both_networks():
+def test_a_training_step_with_augmentation_changes_both_networks_and_not_the_batch():
     cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4)
-
-    def fresh() -> GanParts:
-        torch.manual_seed(0)
-        g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
-        return GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
-
+    torch.manual_seed(0)
+    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
+    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
     real, labels = torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,))
-    parts = fresh()
+    kept = real.clone()
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in parts[:2]]
-    stats = train_step(parts, real, labels, 8, "non_saturating", "translation,cutout",
-                       r1_weight=10.0)
+    stats = train_step(parts, real, labels, StepSettings(8, "translation,cutout"))
     for module, old in zip(parts[:2], before):
         assert any(not torch.equal(v, old[k]) for k, v in module.state_dict().items()
                    if k.endswith("weight"))
-    assert not real.requires_grad and np.isfinite(stats.loss_d)
-    # the R1 term is in D's loss: the same step from the same start, with and without
-    losses = []
-    for weight in (0.0, 10.0):
-        parts = fresh()
-        losses.append(train_step(parts, real, labels, 8, "non_saturating",
-                                 r1_weight=weight).loss_d)
-    assert losses[1] > losses[0]
-
-
-def test_minibatch_spread_of_a_conditional_batch_is_taken_within_each_label():
-    # two labels; within each label every sample is the same: collapse inside classes
-    h = torch.cat([torch.zeros(3, 5, 2, 2), torch.ones(3, 5, 2, 2)])
-    labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    assert torch.equal(minibatch_spread(h, labels), torch.zeros(6))
-    assert (minibatch_spread(h, None) > 0.4).all()          # across labels it looks diverse
-    h[3] += torch.randn(5, 2, 2)                   # label 1 gets some spread, label 0 none
-    spread = minibatch_spread(h, labels)
-    assert (spread[:3] == 0).all() and (spread[3:] > 0).all()
-    d = Discriminator(GanModelConfig(d_width=4, minibatch_std=True), 16, num_classes=2)
-    assert d(torch.rand(6, 3, 16, 16), labels).shape == (6,)
+    assert torch.equal(real, kept) and not real.requires_grad and np.isfinite(stats.loss_d)
 
 
 def test_latent_codes_are_read_back_from_the_fakes_and_the_code_loss_falls():
@@ -250,12 +193,12 @@ def test_latent_codes_are_read_back_from_the_fakes_and_the_code_loss_falls():
     assert logits.shape == (3,) and read.shape == (3, 2)
     parts = GanParts(g, d, adam(g, 2e-3, 0.5), adam(d, 2e-3, 0.5))
     real, labels = torch.rand(16, 3, 16, 16) * 2 - 1, torch.randint(2, (16,))
-    codes = [train_step(parts, real, labels, 8, "non_saturating", codes=2).code
+    codes = [train_step(parts, real, labels, StepSettings(8, codes=2)).code
              for _ in range(80)]
     # D learns to read the codes and G to draw them: the error falls well below
     # the variance of the codes (1) that a blind guess of 0 scores
     assert np.mean(codes[:5]) > 0.5 and np.mean(codes[-10:]) < 0.5 * np.mean(codes[:5])
-    assert train_step(parts, real, labels, 8, "non_saturating").code == 0.0  # codes off
+    assert train_step(parts, real, labels, StepSettings(8)).code == 0.0  # codes off
     with pytest.raises(ValueError, match="no code head"):
         Discriminator(GanModelConfig(d_width=4), 16, 2)(real, labels, codes=True)
 
@@ -322,6 +265,27 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
     err = one_line_error(capsys, [*train, "run.name=old"], "model.g_width = 8 there, 32 now",
                          "model.latent_codes = 0 there, 4 now")
     assert err.count(" there, ") == 2
+    # a run whose discriminator used a setting this version no longer has cannot resume
+    retired = load_config("conditional", (), GanConfig).to_dict()
+    retired["model"].update(pack=2, d_norm="batch")     # d_norm at its old default
+    (tmp_path / "runs" / "packed" / "checkpoint_1").mkdir(parents=True)
+    torch.save({"job": "gan", "config": retired},
+               tmp_path / "runs" / "packed" / "checkpoint_1" / "state.pt")
+    err = one_line_error(capsys, ["gan", "train", f"run.out_dir={tmp_path / 'runs'}",
+                                  "run.name=packed"], "'packed'", "model.pack = 2")
+    assert "d_norm" not in err
+
+
+def test_a_checkpoint_of_an_older_version_is_read_past_its_retired_settings():
+    saved = load_config("conditional", ("model.g_width=8",), GanConfig).to_dict()
+    saved["model"].update(d_condition="plane", d_norm="spectral", minibatch_std=True, pack=2)
+    saved["train"].update(g_loss="minimax", r1_gamma=1.0, r1_every=16, game_weights=(1, 2))
+    cfg = checkpoint_config(saved)
+    assert cfg.model.g_width == 8 and cfg == load_config("conditional", ("model.g_width=8",),
+                                                         GanConfig)
+    saved["model"]["d_width_typo"] = 3          # anything else stays an error
+    with pytest.raises(UserError, match="d_width_typo"):
+        checkpoint_config(saved)
 
 
 TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_size=16",
@@ -329,10 +293,8 @@ TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_siz
         "model.latent_size=8", "train.batch_size=8", "train.log_every_updates=2",
         "train.grid_images=8", "quality.classifier_updates=10", "quality.samples=16",
         "ray.num_workers=2", "ray.cpus_per_worker=0.5", "run.name=tiny",
-        # the stabilizers under DDP too: R1's double backward, augmentation, the spread
-        "train.r1_gamma=1.0", "train.r1_every=2", "train.augment=translation,cutout",
-        "model.minibatch_std=true", "model.latent_codes=2",
-        "train.game_weights=[1,2]"]  # the game-weighted sampler, sharded over 2 workers
+        # the conditional preset's additions under DDP, with codes and cutout too
+        "train.augment=translation,cutout", "model.latent_codes=2"]
 
 
 @pytest.fixture(scope="module")
@@ -394,3 +356,11 @@ def test_two_worker_run_reports_checkpoints_resumes_and_samples(ray_two_cpus, tm
     assert by_game["quality/cfd"] == pytest.approx(second["best/quality/cfd"])
     assert {"by_game/pong", "by_game/breakout"} <= set(by_game)
     assert all(np.isfinite(by_game[f"by_game/{g}"]) for g in ("pong", "breakout"))
+
+
+def test_the_step_settings_are_the_configs():
+    step = StepSettings.of(load_config("conditional", (), GanConfig))
+    assert step == StepSettings(latent_size=100, augment="translation", codes=8,
+                                code_weight=1.0, mode_seeking=0.1)
+    assert StepSettings.of(load_config("dcgan", (), GanConfig)) == StepSettings(
+        100, "translation", 0, 1.0, 0.0)

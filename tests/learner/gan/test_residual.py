@@ -7,8 +7,9 @@ import torch
 
 from dqn.errors import UserError
 from learner.gan.data import FrameSet
-from learner.gan.model import (ClassBatchNorm2d, Discriminator, GanParts, Generator, adam,
-                     augment_images, train_step)
+from learner.gan.augment import augment_images
+from learner.gan.model import (ClassBatchNorm2d, Discriminator, GanParts, Generator,
+                               StepSettings, adam, train_step)
 from learner.gan.config import GanConfig, GanModelConfig
 from dqn.schema import load_config
 from learner.gan.job import class_means
@@ -67,8 +68,8 @@ def test_a_training_step_with_residual_channels_changes_both_networks():
     d.mean_frames.copy_(class_means(_frames(), per_class=True))
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (g, d)]
     parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
-    stats = train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)), 8,
-                       "non_saturating", "translation", r1_weight=1.0)
+    stats = train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)),
+                       StepSettings(8, "translation"))
     for module, old in zip((g, d), before):
         changed = [k for k, v in module.state_dict().items() if not torch.equal(v, old[k])]
         assert "net.0.weight" in changed
@@ -94,8 +95,8 @@ def test_a_generator_on_mean_frames_starts_at_each_labels_mean_and_learns_it():
     assert torch.allclose(out[0], torch.tensor(-0.98)) and torch.allclose(out[1], torch.tensor(0.0))
     before = g.base.detach().clone()
     parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
-    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)), 8,
-               "non_saturating")
+    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,)),
+               StepSettings(8))
     assert not torch.equal(g.base, before)   # learned with the generator
     plain = Generator(GanModelConfig(latent_size=8, g_width=4), 16, 2)
     assert plain.base is None and "base" not in plain.state_dict()
@@ -114,7 +115,7 @@ def test_class_batch_norm_starts_as_plain_batch_norm_and_learns_a_scale_per_labe
     assert torch.allclose(g(z, labels), plain(z, labels))   # zero tables: the same net
     d = Discriminator(cfg, 16, 2)
     parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
-    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, labels, 8, "non_saturating")
+    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, labels, StepSettings(8))
     assert norms[0].gain.abs().sum() > 0 and norms[-1].shift.abs().sum() > 0
     g.eval()   # running statistics: an image no longer depends on the rest of its batch
     before = g(z, labels)

@@ -1,6 +1,6 @@
-"""How the GAN job trains: its training passes in bfloat16 and channels-last memory, and
-the step sizes' linear decay, packing, joint batch norm and the projection discriminator
-(the networks and the job itself: test_gan.py)."""
+"""How the GAN job trains: its training passes in bfloat16 and channels-last memory, the
+step sizes' linear decay, the colour augmentation, the clock budget and mode seeking
+(the networks and the job itself: test_model.py)."""
 
 import dataclasses
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dqn import precision
-from learner.gan.model import Discriminator, GanParts, Generator, adam, train_step
+from learner.gan.model import (Discriminator, GanParts, Generator, StepSettings, adam,
+                               train_step)
 from learner.gan.config import GanConfig, GanModelConfig, GanTrainConfig
 from dqn.precision import bfloat16_passes
 from learner.gan.job import learning_rate_scale, set_step_sizes
@@ -29,8 +30,8 @@ def _step(parts: GanParts, bf16: bool, channels_last: bool):
     if channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        return train_step(parts, real, torch.randint(2, (8,)), 8, "non_saturating",
-                          "translation", 0.0, 2, 1.0)
+        return train_step(parts, real, torch.randint(2, (8,)),
+                          StepSettings(8, "translation", codes=2, code_weight=1.0))
 
 
 def test_a_bfloat16_channels_last_step_tracks_the_float32_one_and_keeps_float32_weights():
@@ -108,73 +109,6 @@ def test_colour_augmentation_moves_brightness_saturation_and_contrast_per_image(
     assert x.grad.abs().sum() > 0
 
 
-def test_a_packed_discriminator_judges_images_of_one_label_together():
-    torch.manual_seed(0)
-    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, pack=2, latent_codes=2)
-    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
-    assert d.net[0].in_channels == 2 * (3 + 1)        # two images, each with its label plane
-    x, y = torch.rand(6, 3, 16, 16) * 2 - 1, torch.tensor([0, 0, 1, 1, 0, 0])
-    logits, read = d(x, y, codes=True)
-    assert logits.shape == (3,) and read.shape == (6, 2)   # a logit a pair, codes per image
-    d.eval()
-    changed = x.clone()
-    changed[3] = -changed[3]                               # the second image of pair 1
-    moved = d(changed, y) != d(x, y)
-    assert moved.tolist() == [False, True, False]
-    d.train()
-    seen = []
-    d.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
-    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
-    labels = torch.tensor([1, 0, 1, 0, 0, 1, 1, 0])
-    train_step(parts, torch.rand(8, 3, 16, 16) * 2 - 1, labels, 8, "non_saturating",
-               codes=2, pack=2)
-    # the step sorts the batch by label, so every pair D judges is of one game
-    assert len(seen) == 3 and all(torch.equal(s[::2], s[1::2]) for s in seen)
-
-
-def test_the_pack_must_divide_the_batch():
-    from dqn.errors import UserError
-    from dqn.schema import load_config
-
-    with pytest.raises(UserError, match="model.pack = 3"):
-        load_config("conditional", ("model.pack=3", "train.mode_seeking=0"), GanConfig)
-
-
-def test_game_weights_set_each_games_share_of_an_epoch_and_keep_its_length():
-    import numpy as np
-
-    from learner.gan.data import GameWeightedSampler
-
-    labels = np.repeat([0, 1, 2], [40, 40, 20])         # 100 frames, a small third game
-    drawn = []
-    for rank in (0, 1):
-        sampler = GameWeightedSampler(labels, (1.0, 0.5, 2.0), 2, rank, seed=3)
-        sampler.set_epoch(4)
-        drawn.append(list(sampler))
-    assert len(drawn[0]) == len(drawn[1]) == len(sampler) == 50
-    picked = labels[drawn[0] + drawn[1]]
-    # masses 40, 20, 40 of 100: 40 / 20 / 40 frames; the third game's 20 twice over
-    assert np.bincount(picked).tolist() == [40, 20, 40]
-    assert set(np.flatnonzero(labels == 2)) <= set(drawn[0] + drawn[1])
-    again = GameWeightedSampler(labels, (1.0, 0.5, 2.0), 2, 0, seed=3)
-    again.set_epoch(4)
-    assert list(again) == drawn[0]                      # the seed and epoch fix the order
-    again.set_epoch(5)
-    assert list(again) != drawn[0]
-    with pytest.raises(ValueError, match="one positive weight per label"):
-        GameWeightedSampler(labels, (1.0, 1.0), 1, 0, seed=0)
-
-
-def test_game_weights_are_checked():
-    from dqn.errors import UserError
-    from dqn.schema import load_config
-
-    with pytest.raises(UserError, match=r"game_weights = \[1.0, 2.0\] needs one weight per game"):
-        load_config("conditional", ("train.game_weights=[1,2]",), GanConfig)
-    with pytest.raises(UserError, match=r"game_weights = \[1.0, 0.0, 1.0, 1.0\] must all be > 0"):
-        load_config("conditional", ("train.game_weights=[1,0,1,1]",), GanConfig)
-
-
 def test_a_budget_stops_before_the_epoch_that_would_not_fit():
     from learner.gan.config import CLOSING
     from learner.gan.job import planned_epochs
@@ -214,54 +148,8 @@ def test_with_report_draws_only_at_the_end_the_last_evaluation_is_planned_for_th
     assert last_evaluation_scale(dataclasses.replace(q, keep_best=False)) == 8.0
 
 
-def test_joint_batch_norm_judges_real_and_fake_in_one_pass_with_shared_statistics():
-    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, d_norm="batch_joint",
-                         latent_codes=2)
-    torch.manual_seed(0)
-    g, d = Generator(cfg, 16, 2), Discriminator(cfg, 16, 2)
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
-    passes = []
-    d.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
-    parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
-    real, labels = torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(2, (8,))
-    before = [p.detach().clone() for p in (*g.parameters(), *d.parameters())]
-    stats = train_step(parts, real, labels, 8, "non_saturating", "translation",
-                       codes=2, joint=True)
-    assert passes == [16, 16]             # one pass of real + fake in each step
-    after = [*g.parameters(), *d.parameters()]
-    assert all(not torch.equal(a, b) for a, b in zip(after, before) if a.dim() > 1)
-    assert 0 < stats.d_real < 1 and 0 < stats.d_fake < 1 and stats.code > 0
-    # shared statistics: the real frames' logits depend on the fakes beside them in
-    # the joint pass, and on nothing else when the batches go through D apart
-    from learner.gan.model import _discriminate
-    no_codes = torch.zeros(8, 0)
-    other = torch.rand(8, 3, 16, 16) * 2 - 1
-    joint = [_discriminate(d, real, fake, (labels, labels), no_codes, True)[0]
-             for fake in (torch.zeros_like(real), other)]
-    apart = [_discriminate(d, real, fake, (labels, labels), no_codes, False)[0]
-             for fake in (torch.zeros_like(real), other)]
-    assert not torch.allclose(joint[0], joint[1]) and torch.equal(apart[0], apart[1])
-
-
-def test_a_projection_discriminator_takes_the_label_in_its_logit_not_as_a_plane():
-    cfg = GanModelConfig(latent_size=8, g_width=4, d_width=4, d_condition="projection")
-    torch.manual_seed(0)
-    d = Discriminator(cfg, 16, 3)
-    assert d.embed is None and d.net[0].in_channels == 3     # no label plane
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
-    d.eval()
-    features = d.net[:-1](x).flatten(1)
-    for label in range(3):   # the logit is D's plain logit plus <e_y, features>
-        labels = torch.full((2,), label)
-        want = d.net[-1](d.net[:-1](x)).view(-1) + features @ d.project.weight[label]
-        torch.testing.assert_close(d(x, labels), want)
-    assert not torch.allclose(d(x, torch.tensor([0, 0])), d(x, torch.tensor([1, 1])))
-
-
 def test_mode_seeking_pairs_fakes_by_label_and_punishes_alike_pairs():
-    from dqn.errors import UserError
     from learner.gan.model import mode_seeking_loss
-    from dqn.schema import load_config
 
     z = torch.randn(8, 4)
     same = torch.zeros(8, 3, 4, 4)
@@ -275,9 +163,7 @@ def test_mode_seeking_pairs_fakes_by_label_and_punishes_alike_pairs():
     before = g.net[0].weight.detach().clone()
     parts = GanParts(g, d, adam(g, 1e-3, 0.5), adam(d, 1e-3, 0.5))
     labels = torch.tensor([0, 1, 2, 2, 1, 0, 1])
-    stats = train_step(parts, torch.rand(7, 3, 16, 16) * 2 - 1, labels, 8,
-                       "non_saturating", mode_seeking=1.0)
+    stats = train_step(parts, torch.rand(7, 3, 16, 16) * 2 - 1, labels,
+                       StepSettings(8, mode_seeking=1.0))
     assert seen[0].tolist() == [0, 1, 2, 0, 1, 2, 1]   # 3 pairs of one label, and one
     assert not torch.equal(g.net[0].weight, before) and stats.loss_g > 0
-    with pytest.raises(UserError, match="train.mode_seeking = 1.0 needs model.pack = 1"):
-        load_config("conditional", ("train.mode_seeking=1", "model.pack=2"), GanConfig)
