@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import ray
@@ -17,6 +18,8 @@ class EvalReport(NamedTuple):
     weights_version: int
     returns: list[float]    # unclipped scores
     lengths: list[int]      # env steps per episode
+    pid: int = 0            # of the actor's process: a new one after Ray restarted it
+    reconstructed: bool = False  # this process is a restart by Ray
 
 
 @ray.remote
@@ -36,4 +39,5 @@ class Evaluator:
                             self.cfg.explore.eval_eps if eps is None else eps, seed=seed,
                             num_threads=1)  # one core at most; more actors for more
         return EvalReport(env_steps, weights_version, [e.score for e in episodes],
-                          [e.env_steps for e in episodes])
+                          [e.env_steps for e in episodes], os.getpid(),
+                          ray.get_runtime_context().was_current_actor_reconstructed)

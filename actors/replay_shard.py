@@ -33,6 +33,7 @@ class ShardStats(NamedTuple):
     sampled: int
     ready: bool     # past its minimum fill: sample() can answer with a batch
     pid: int        # of the actor's process: a new one after Ray restarted it
+    reconstructed: bool  # this process is a restart by Ray
     restored: int   # records restored from the folder when this process started
 
 
@@ -80,6 +81,7 @@ class ReplayShard:
         with self.cond:
             return ShardStats(len(self.store), self.store.capacity, self.limiter.inserted,
                               self.limiter.sampled, self.limiter.ready, os.getpid(),
+                              ray.get_runtime_context().was_current_actor_reconstructed,
                               self.restored)
 
     def save_replay(self) -> str | None:

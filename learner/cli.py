@@ -6,6 +6,8 @@
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
                    [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
                    [--dormant N]
+    raydqn faults [--preset NAME] [--every-seconds 10] [--kills 8] [--no-driver-kill]
+                  [section.key=value ...]
     raydqn plot RUN_DIR --out curve.png
     raydqn presets
 
@@ -72,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--dormant", type=int, default=0, metavar="STATES",
                     help="shares of dormant units (trained and at init) on this many visited "
                          "states; 0: off")
+    faults = sub.add_parser("faults", help="a training run whose actors, and once its "
+                            "driver, are killed as it goes; reports what it survived (JSON)")
+    faults.add_argument("--preset", default="cartpole", help="a configs/ preset or a YAML path")
+    faults.add_argument("--every-seconds", type=float, default=10.0,
+                        help="seconds between kills")
+    faults.add_argument("--kills", type=int, default=8, help="actors killed in all")
+    faults.add_argument("--no-driver-kill", action="store_true",
+                        help="leave the driver alone (by default it is killed once, halfway)")
+    faults.add_argument("--seed", type=int, default=0, help="which actors are picked")
+    faults.usage = ("raydqn faults [--preset NAME] [--every-seconds S] [--kills N] "
+                    "[--no-driver-kill] [section.key=value ...]")
     plot = sub.add_parser("plot", help="learning curve (PNG) from a run's logged metrics")
     plot.add_argument("run_dir", help="a run folder, e.g. runs/laptop-pong")
     plot.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curve.png)")
@@ -80,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     lm_cli.add_parser(sub)
     # Overrides (section.key=value) may sit anywhere among the options.
     args, extra = parser.parse_known_args(argv)
-    takes_overrides = args.command in ("train", "bench", "gan", "lm")
+    takes_overrides = args.command in ("train", "bench", "faults", "gan", "lm")
     unknown = [a for a in extra if not takes_overrides or "=" not in a or a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -118,6 +131,11 @@ def _run(args: argparse.Namespace) -> int:
                               "weights_version": dist.weights_version,
                               "collector_restarts": dist.collector_restarts,
                               "checkpoint": str(dist.checkpoint)}))
+    elif args.command == "faults":
+        from learner.faults import fault_run
+
+        print(json.dumps(fault_run(args.preset, args.overrides, args.every_seconds, args.kills,
+                                   not args.no_driver_kill, args.seed), indent=2))
     elif args.command == "plot":
         from pathlib import Path
 

@@ -6,9 +6,16 @@
 
 The driver keeps one `collect` call in flight per collector and one `train` call on
 the learner, and reacts to whichever finishes first: counting env steps and episodes,
-handing the newest weights to collectors that lack them, logging, checkpointing. A
-collector that dies is restarted by Ray (max_restarts=-1); the driver notices, logs it
-and resends the weights before the new collector acts. The learner never stops for it.
+handing the newest weights to collectors that lack them, logging, checkpointing.
+
+Any actor may die; Ray restarts it (max_restarts=-1) and the run goes on. A collector's
+death is noticed and counted, and the weights are resent before the new one acts; the
+learner never stops for it. A replay shard restores its last replay save and its callers
+wait for it (startup.start_shards). A learner restarts from the last checkpoint (the
+updates since are lost), the collectors collecting meanwhile. Weight versions are the
+driver's own, counted up whenever a learner hands new weights back, so they never go
+back when a restarted learner starts counting again; the weights are objects the driver
+owns, so they outlive the learner that made them.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class DistributedResult(NamedTuple):
 
 EVAL = "eval"  # the owner tag of the evaluator's call in `pending`
 REPLAY_SAVE_WAIT_S = 300.0  # for the last replay save at the end of a run
+LEARNER_RESTART_WAIT_S = 120.0  # for Ray to bring a learner back
+COUNTED = 0  # as an actor's last pid: its restart is counted already
 
 
 class DistributedTrainer:
@@ -84,22 +93,26 @@ class DistributedTrainer:
         self.shards = start_shards(cfg, shard_names, obs_shape, obs_dtype, self.replay_dir)
         self.shard_pids: list[int | None] = [None] * len(self.shards)
         self.replay_restarts = 0
-        self.learner = start_learner(cfg, self.shards, obs_shape, num_actions,
-                                     state.learner if state else None)
+        self.learner = start_learner(cfg, shard_names, obs_shape, num_actions, self.ckpt_path)
+        self.learner_restarts = 0
         self.collectors = [start_collector(cfg, i, shard_names, self.env_steps)
                            for i in range(cfg.ray.num_collectors)]
-        self.evaluator = Evaluator.options(num_cpus=0).remote(cfg, obs_shape, num_actions,
-                                                              cfg.ray.evaluator_nice)
+        self.evaluator = Evaluator.options(num_cpus=0, max_restarts=-1).remote(
+            cfg, obs_shape, num_actions, cfg.ray.evaluator_nice)
+        self.evaluator_restarts = 0
+        self._evaluator_pid: int | None = None
         self.evaluations: list[EvalReport] = []
         self._eval_weights: ray.ObjectRef | None = None    # the weights being evaluated
         self.target_reached = False
         self.collector_version = [-1] * cfg.ray.num_collectors
         self.retry_at: dict[int, float] = {}    # dead collectors, relaunched after a pause
         self.down: set[int] = set()
-        self.weights_version, self.weights = ray.get(self.learner.latest_weights.remote())
+        _, self.weights = self.learner.latest_weights.remote()
+        self.weights_version = 1
         self.updates = int(state.learner["updates"]) if state else 0
         # owner of each call in flight: a collector's index, None (learner) or EVAL
         self.pending: dict[ray.ObjectRef, int | str | None] = {}
+        self._weights_of: dict[ray.ObjectRef, ray.ObjectRef] = {}  # a train call's weights
         self.scores: deque[float] = deque(maxlen=50)
         self.lengths: deque[int] = deque(maxlen=50)
         self.episodes = state.episodes if state else 0
@@ -111,8 +124,10 @@ class DistributedTrainer:
         self._rates = _Rates(self.env_steps, self.updates)
         self._last_log = self._last_ckpt = self._last_eval = self.env_steps
         if state:
+            restored = sum(s.restored for s in self.replay_stats())
             _say(f"resuming run {cfg.run.name!r} at {self.env_steps:,} env steps, "
-                 f"{self.updates:,} learner updates")
+                 f"{self.updates:,} learner updates, {restored:,} replay records restored")
+            self.logger.log(self._frames(), {"replay/restored": restored})
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -170,10 +185,10 @@ class DistributedTrainer:
         for ref in ready:
             owner = self.pending.pop(ref)
             if owner is None:
-                self._on_learner(ray.get(ref))
+                self._on_learner(ref)
                 self._launch_learner()
             elif owner == EVAL:
-                self._on_evaluation(ray.get(ref))
+                self._on_evaluator(ref)
             elif self._on_collector(owner, ref):
                 self._launch_collector(owner)
             else:
@@ -189,13 +204,19 @@ class DistributedTrainer:
             self._eval_weights = self.weights
         if self.env_steps - self._last_ckpt >= self.cfg.run.checkpoint_every_env_steps:
             self._last_ckpt = self.env_steps
-            self.save()
+            try:
+                self.save()
+            except ray.exceptions.RayActorError:
+                _say(f"warning: no checkpoint at {self.env_steps:,} env steps: the learner "
+                     f"died while it was asked for its state; the next one is due in "
+                     f"{self.cfg.run.checkpoint_every_env_steps:,}")
 
     def _launch_learner(self) -> None:
         beta = linear(self.cfg.replay.importance_exponent_start, 1.0,
                       self.cfg.run.total_env_steps, self.env_steps)
-        ref = self.learner.train.remote(self.cfg.ray.publish_every_updates, beta)
+        ref, weights = self.learner.train.remote(self.cfg.ray.publish_every_updates, beta)
         self.pending[ref] = None
+        self._weights_of[ref] = weights
 
     def _launch_collector(self, i: int) -> None:
         stale = self.collector_version[i] < self.weights_version
@@ -203,13 +224,39 @@ class DistributedTrainer:
                                                 self.weights_version, self.env_steps)
         self.pending[ref] = i
 
-    def _on_learner(self, report: LearnerReport) -> None:
+    def _on_learner(self, ref: ray.ObjectRef, closing: bool = False) -> None:
+        weights = self._weights_of.pop(ref)
+        try:
+            report: LearnerReport = ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            if closing:
+                raise
+            self._on_learner_death(err)
+            return
         if self.last_report is None:
             _say(f"learner on {report.device}")
         self.last_report = report
         self.updates = report.updates
-        if report.weights_version != self.weights_version:
-            self.weights_version, self.weights = report.weights_version, report.weights
+        if report.new_weights:
+            self.weights_version += 1
+            self.weights = weights
+
+    def _on_learner_death(self, err: Exception) -> None:
+        self.learner_restarts += 1
+        kept = (f"the checkpoint at {self.saved_env_steps:,} env steps"
+                if self.saved_env_steps is not None else "scratch (no checkpoint yet)")
+        _say(f"the learner died ({type(err).__name__}); Ray restarts it from {kept}, the "
+             f"collectors collecting meanwhile (restart {self.learner_restarts})")
+        self.logger.log(self._frames(), {"learner/restarts": self.learner_restarts})
+        deadline = time.monotonic() + LEARNER_RESTART_WAIT_S
+        while True:  # calls to an actor that is restarting fail at once: wait till it is up
+            try:
+                ray.get(self.learner.where.remote(), timeout=LEARNER_RESTART_WAIT_S)
+                return
+            except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def _on_collector(self, i: int, ref: ray.ObjectRef) -> bool:
         """Count a finished chunk; False when the collector is dead or restarting."""
@@ -233,6 +280,25 @@ class DistributedTrainer:
             self.lengths.append(episode.env_steps)
         self.episodes += len(report.episodes)
         return True
+
+    def _on_evaluator(self, ref: ray.ObjectRef) -> None:
+        try:
+            report: EvalReport = ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            self._count_evaluator_restart(type(err).__name__)
+            self._evaluator_pid = COUNTED
+            return
+        if _restarted(self._evaluator_pid, report.pid, report.reconstructed):
+            self._count_evaluator_restart("it was restarted by Ray between evaluations")
+        self._evaluator_pid = report.pid
+        self._on_evaluation(report)
+
+    def _count_evaluator_restart(self, how: str) -> None:
+        self.evaluator_restarts += 1
+        _say(f"the evaluator died ({how}); Ray restarts it, and an evaluation it was playing "
+             f"is due again in {self.cfg.run.eval_every_env_steps:,} env steps "
+             f"(restart {self.evaluator_restarts})")
+        self.logger.log(self._frames(), {"eval/restarts": self.evaluator_restarts})
 
     def _on_evaluation(self, report: EvalReport) -> None:
         self.evaluations.append(report)
@@ -291,11 +357,12 @@ class DistributedTrainer:
         """Each shard's counters; a shard in a new process was restarted by Ray."""
         stats = ray.get([s.stats.remote() for s in self.shards])
         for s, shard in enumerate(stats):
-            if self.shard_pids[s] not in (None, shard.pid):
+            if _restarted(self.shard_pids[s], shard.pid, shard.reconstructed):
                 self.replay_restarts += 1
                 _say(f"replay shard {s} was restarted by Ray; it restored {shard.restored:,} "
                      f"records from the last replay save (restart {self.replay_restarts})")
-                self.logger.log(self._frames(), {"replay/restarts": self.replay_restarts})
+                self.logger.log(self._frames(), {"replay/restarts": self.replay_restarts,
+                                                 "replay/restored": shard.restored})
             self.shard_pids[s] = shard.pid
         return stats
 
@@ -327,9 +394,9 @@ class DistributedTrainer:
             # unfinished chunks are dropped from the counts (their frames are in replay).
             for ref, owner in list(self.pending.items()):
                 if owner is None:
-                    self._on_learner(ray.get(ref))
+                    self._on_learner(ref, closing=True)
                 elif owner == EVAL:
-                    self._on_evaluation(ray.get(ref))
+                    self._on_evaluator(ref)
             self.save()
             if self.replay_dir is not None:
                 self._say_replay_errors(ray.get(
@@ -378,3 +445,12 @@ class _Rates:
 def train_distributed(cfg: Config, progress: bool = True) -> DistributedResult:
     trainer = DistributedTrainer(cfg, progress=progress)
     return trainer.run()
+
+
+def _restarted(last_pid: int | None, pid: int, reconstructed: bool) -> bool:
+    """Whether an actor answering from `pid` was restarted since it last answered from
+    `last_pid`: None, it had not answered yet, so only Ray's own word tells; COUNTED, its
+    restart was counted when a call to it failed."""
+    if last_pid is None:
+        return reconstructed
+    return last_pid != COUNTED and pid != last_pid

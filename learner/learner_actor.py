@@ -9,8 +9,10 @@ input, and the target network's pass over the next states (the target changes on
 sync; a value computed before a sync is computed again) — so on a CPU that work, about a
 quarter of an update, runs beside the updates on another core instead of inside them.
 Priority updates go back to the shard the batch came from without waiting for an
-answer; weights are published every `publish_every_updates` as one object ref
-(CPU tensors) with a version number.
+answer; weights are published every `publish_every_updates`: `train` hands them back as
+its second return value (CPU tensors), an object the caller owns, so the weights the
+collectors use outlive the learner. The learner starts from the run's checkpoint when
+there is one, so a learner that Ray restarts after a death goes on from the last save.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import queue
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import NamedTuple
 
 import ray
 import torch
 
+from dqn.checkpoint import DistributedCheckpoint
 from dqn.config import Config
 from dqn.learning import make_learner, resolve_device
 from dqn.process import torch_process
@@ -37,8 +41,8 @@ class LearnerReport(NamedTuple):
     updates: int                 # total learner updates so far
     td_loss: float | None        # mean over this call's updates
     q_mean: float | None
-    weights_version: int
-    weights: ray.ObjectRef       # the latest published weights
+    weights_version: int         # of the latest weights this learner published
+    new_weights: bool            # whether this call hands back weights (its second value)
     wait_fraction: float         # share of this call spent waiting for batches
     device: str                  # e.g. "cuda (NVIDIA H200)" or "cpu"
     learning_rate: float         # the step size of the next update
@@ -48,28 +52,30 @@ class LearnerReport(NamedTuple):
 
 @ray.remote
 class LearnerActor:
-    def __init__(self, cfg: Config, shards: list, obs_shape: tuple[int, ...],
-                 num_actions: int, state: dict | None = None):
+    def __init__(self, cfg: Config, shard_names: list[str], obs_shape: tuple[int, ...],
+                 num_actions: int, checkpoint: str | None = None):
         torch_process(cfg.ray.learner_threads)
-        self.cfg, self.shards = cfg, shards
+        # Looked up by name, as collectors do: no handle among the arguments Ray keeps
+        # to restart the actor with.
+        self.cfg, self.shards = cfg, [ray.get_actor(name) for name in shard_names]
         self.device = resolve_device(cfg.run.device)
         self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                                if self.device.type == "cuda" else "")
         self.core = make_learner(cfg, obs_shape, num_actions, self.device)
-        if state is not None:
-            self.core.load_state_dict(state)
+        if checkpoint is not None and Path(checkpoint).is_file():
+            self.core.load_state_dict(DistributedCheckpoint.load(Path(checkpoint)).learner)
         self.beta = cfg.replay.importance_exponent_start
         self.batches: queue.Queue = queue.Queue(maxsize=cfg.ray.prefetch_batches)
         self.version = 0
-        self.weights = self._publish()
+        self.fresh: dict | None = None   # weights published and not yet handed back
         self.dormant, self._dormant_at = None, -DORMANT_EVERY_UPDATES
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._prefetch, daemon=True)
         self._thread.start()
 
-    def _publish(self) -> ray.ObjectRef:
+    def _publish(self) -> dict:
         self.version += 1
-        return ray.put({k: v.detach().cpu() for k, v in self.core.online.state_dict().items()})
+        return {k: v.detach().cpu().clone() for k, v in self.core.online.state_dict().items()}
 
     def _prefetch(self) -> None:
         pin = self.device.type == "cuda"
@@ -89,8 +95,11 @@ class LearnerActor:
             self.batches.put((shard, batch.index, tensors,
                               self.core.target_values(tensors.next_obs)))
 
-    def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0) -> LearnerReport:
-        """Run up to `num_updates` updates; returns early when no batch came for max_wait_s."""
+    @ray.method(num_returns=2)
+    def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0
+              ) -> tuple[LearnerReport, dict | None]:
+        """Run up to `num_updates` updates; returns early when no batch came for max_wait_s.
+        Returns the report and the weights published since the last call (or None)."""
         self.beta = beta
         losses, qs, waited, start = [], [], 0.0, time.perf_counter()
         for _ in range(num_updates):
@@ -107,15 +116,17 @@ class LearnerActor:
             losses.append(result.td_loss)
             qs.append(result.q_mean)
             if self.core.updates % self.cfg.ray.publish_every_updates == 0:
-                self.weights = self._publish()
+                self.fresh = self._publish()
         if losses and self.core.updates - self._dormant_at >= DORMANT_EVERY_UPDATES:
             self._dormant_at = self.core.updates
             self.dormant = self.core.dormant_units(batch.obs)  # one forward pass of a batch
         elapsed = max(time.perf_counter() - start, 1e-9)
-        return LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
-                             self.weights, waited / elapsed, self.device_name,
-                             self.core.learning_rate(), self.dormant,
-                             self.core.recycled_units)
+        report = LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
+                               self.fresh is not None, waited / elapsed, self.device_name,
+                               self.core.learning_rate(), self.dormant,
+                               self.core.recycled_units)
+        fresh, self.fresh = self.fresh, None
+        return report, fresh
 
     def on_evaluation(self, mean_return: float) -> None:
         """An in-training evaluation's mean return (DQNLearner.on_evaluation)."""
@@ -125,8 +136,11 @@ class LearnerActor:
         """(process id, Ray node id) of this actor."""
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
-    def latest_weights(self) -> tuple[int, ray.ObjectRef]:
-        return self.version, self.weights
+    @ray.method(num_returns=2)
+    def latest_weights(self) -> tuple[int, dict]:
+        """The version and weights of the online network as they are now."""
+        self.fresh = None
+        return self.version, self._publish()
 
     def state(self) -> dict:
         """Networks, optimizer and counter on the CPU, for a checkpoint."""

@@ -89,16 +89,18 @@ def start_shards(cfg: Config, names: list[str], obs_shape: tuple[int, ...],
     return shards
 
 
-def start_learner(cfg: Config, shards: list, obs_shape: tuple[int, ...], num_actions: int,
-                  state: dict | None):
-    """The learner actor, on a GPU when the cluster has one (unless ray.learner_gpus says)."""
+def start_learner(cfg: Config, shard_names: list[str], obs_shape: tuple[int, ...],
+                  num_actions: int, checkpoint: Path):
+    """The learner actor, on a GPU when the cluster has one (unless ray.learner_gpus says),
+    started from `checkpoint` when it exists. Ray restarts it if it dies; it then starts
+    from the checkpoint as it is by then."""
     gpus = cfg.ray.learner_gpus
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     resources = {cfg.ray.learner_resource: 1} if cfg.ray.learner_resource else None
     return LearnerActor.options(
-        num_cpus=cfg.ray.learner_cpus, num_gpus=gpus, resources=resources,
-    ).remote(cfg, shards, obs_shape, num_actions, state)
+        num_cpus=cfg.ray.learner_cpus, num_gpus=gpus, resources=resources, max_restarts=-1,
+    ).remote(cfg, shard_names, obs_shape, num_actions, str(checkpoint))
 
 
 def start_collector(cfg: Config, i: int, shard_names: list[str], env_steps: int):

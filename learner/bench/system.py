@@ -201,7 +201,7 @@ def _feed_rate(learner, seconds: float) -> float:
 
 def _learner_only_rate(trainer: DistributedTrainer, seconds: float) -> float:
     def train(n: int) -> int:
-        return ray.get(trainer.learner.train.remote(n, 0.4)).updates
+        return ray.get(trainer.learner.train.remote(n, 0.4)[0]).updates
 
     train(5)
     start_updates, start = train(1), time.perf_counter()

@@ -262,3 +262,35 @@ def test_a_killed_replay_shard_restarts_from_its_last_save_and_the_run_goes_on(
     rows = [json.loads(line) for line in
             (run_dir / "shard" / "metrics.jsonl").read_text().splitlines()]
     assert any(row.get("replay/restarts") == 1 for row in rows)
+
+
+def test_a_killed_learner_restarts_from_the_last_checkpoint_and_the_run_goes_on(
+        local_ray, run_dir, capsys):
+    trainer = DistributedTrainer(_cartpole(run_dir, "learner"), progress=False)
+    try:
+        deadline = time.time() + 150
+        while trainer.updates < 20 and time.time() < deadline:
+            trainer.step()
+        trainer.save()
+        saved_updates, version = trainer.updates, trainer.weights_version
+        while trainer.updates < saved_updates + 10 and time.time() < deadline:
+            trainer.step()
+        pid, killed_at = ray.get(trainer.learner.where.remote())[0], trainer.updates
+        os.kill(pid, signal.SIGKILL)
+        while ((trainer.learner_restarts == 0 or trainer.updates <= killed_at)
+               and time.time() < deadline):
+            trainer.step()
+        assert trainer.learner_restarts == 1 and trainer.restarts == 0  # collectors lived on
+        assert trainer.updates > killed_at
+        assert ray.get(trainer.learner.where.remote())[0] != pid
+        assert trainer.weights_version > version              # versions never go back
+        while min(trainer.collector_version) <= version and time.time() < deadline:
+            trainer.step()
+        assert min(trainer.collector_version) > version        # the new weights reached them
+    finally:
+        trainer.close()
+    err = capsys.readouterr().err
+    assert "the learner died" in err and "Traceback" not in err
+    rows = [json.loads(line) for line in
+            (run_dir / "learner" / "metrics.jsonl").read_text().splitlines()]
+    assert any(row.get("learner/restarts") == 1 for row in rows)
