@@ -69,11 +69,12 @@ class Checkpoint:
         if cls is not Checkpoint and kind is not cls:
             raise UserError(f"checkpoint {str(path)!r} was written by {kind.writer}, not "
                             f"{cls.writer}{hint}")
-        names = [f.name for f in dataclasses.fields(kind)]
-        try:
-            return kind(**{name: state[name] for name in names})
-        except KeyError as missing:
-            raise UserError(f"checkpoint {str(path)!r} lacks {missing}: it is damaged") from None
+        fields = dataclasses.fields(kind)
+        missing = [f.name for f in fields if f.name not in state
+                   and f.default is dataclasses.MISSING]   # a field added since has one
+        if missing:
+            raise UserError(f"checkpoint {str(path)!r} lacks {missing[0]!r}: it is damaged")
+        return kind(**{f.name: state[f.name] for f in fields if f.name in state})
 
 
 @dataclass
@@ -91,6 +92,9 @@ class DistributedCheckpoint(Checkpoint):
     writer: ClassVar[str] = "the distributed trainer"
     episodes: int
     collector_restarts: int
+    learner_restarts: int = 0
+    replay_restarts: int = 0
+    evaluator_restarts: int = 0
 
 
 @dataclass

@@ -178,14 +178,19 @@ class FrameReplay:
         """The sum tree's leaf of every slot (priority^alpha; 0 where not live)."""
         return self.tree.get(np.arange(self.capacity))
 
-    def restore_written(self, written: np.ndarray, max_priority: float,
+    def restore_written(self, written: np.ndarray, oldest: np.ndarray, max_priority: float,
                         priorities: np.ndarray | None = None) -> None:
-        """After records were put back into their slots (`runs`): the records written per
-        stream, which of them are live, and their learned priorities where given."""
+        """After records oldest..written-1 of each stream were put back into their slots
+        (`runs`): the records written per stream, which of them are live, and their learned
+        priorities where given. A stream restored from past its first record starts an
+        episode there, as a stream cut by a restarted writer does: no stack reaches back
+        into records that were not restored."""
         self.written[:] = written
         self.max_priority = max_priority
         streams = np.arange(self.num_streams)
-        self._revive(streams, np.maximum(self.written - self.per_stream, 0), self.per_stream)
+        cut = (oldest > 0) & (oldest < written)
+        self.first[self._slot(streams[cut], oldest[cut])] = True
+        self._revive(streams, np.asarray(oldest, np.int64), self.per_stream)
         if self.prioritized and priorities is not None:
             live = np.flatnonzero(self.live)
             self.tree.set(live, priorities[live])

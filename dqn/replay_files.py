@@ -13,9 +13,9 @@ A save writes its new segments first and `state.json` last (atomically), then de
 segments whose records have all been overwritten since, so a save cut short leaves the
 previous one readable. The new segments are written from the live arrays (views, no copy),
 in a background thread: only records written since the save began can change under it,
-and those lie past the segments' ends unless a stream wraps around its whole length
-during the write, which the save checks and then gives up (the next one writes the
-whole window again).
+so an incremental save is exact; where records of a segment were overwritten while it
+was written (a full window saved from a full store), the restored window starts after
+them (`oldest` per stream in state.json).
 """
 
 from __future__ import annotations
@@ -94,8 +94,12 @@ class ReplayFiles:
                leaves: np.ndarray | None, state: dict) -> None:
         try:
             previous = self._state()
-            names = list(previous["segments"]) if previous and previous["layout"] == state[
-                "layout"] else []
+            if previous and previous["layout"] != state["layout"]:
+                previous = None
+            names = list(previous["segments"]) if previous else []
+            oldest = np.maximum(written - store.per_stream, 0)
+            if previous:
+                oldest = np.maximum(oldest, previous["oldest"])
             for stream, begin, run in jobs:
                 arrays = {name: getattr(store, name)[run] for name in _FIELDS}  # views
                 if store.prioritized:
@@ -103,8 +107,12 @@ class ReplayFiles:
                 end = begin + run.stop - run.start
                 names.append(f"segment-{stream}-{begin}-{end}.npz")
                 _atomic(self.folder / names[-1], lambda f, a=arrays: np.savez(f, **a))
-                if store.written[stream] - store.per_stream > begin:
-                    raise RuntimeError("the stream wrapped around during the save")
+                # Records overwritten while this segment was written hold newer ones:
+                # the restored window starts after them.
+                overwritten = int(store.written[stream]) - store.per_stream
+                if overwritten > begin:
+                    oldest[stream] = max(oldest[stream], overwritten)
+            state["oldest"] = oldest.tolist()
             if leaves is not None:
                 _atomic(self.folder / "priorities.npy", lambda f: np.save(f, leaves))
             state["segments"] = _live(names, written, store.per_stream)
@@ -112,7 +120,7 @@ class ReplayFiles:
                     lambda f: f.write(json.dumps(state).encode()))
             self._prune(state["segments"])
             self.saved, self.last_error = written, None
-        except (OSError, RuntimeError, UserError) as err:
+        except (OSError, UserError) as err:
             self.last_error = f"replay not saved: {err}"
             self.saved = np.zeros_like(written)   # the next save writes the whole window
 
@@ -147,9 +155,10 @@ class ReplayFiles:
             return None
         self.check(store)
         written = np.asarray(state["written"], np.int64)
+        oldest = np.asarray(state["oldest"], np.int64)
         for name in state["segments"]:
             stream, begin, end = map(int, _SEGMENT.fullmatch(name).groups())
-            live_begin = max(begin, int(written[stream]) - store.per_stream)
+            live_begin = max(begin, int(oldest[stream]))
             end = min(end, int(written[stream]))
             if end <= live_begin:
                 continue
@@ -161,7 +170,7 @@ class ReplayFiles:
                     if store.prioritized:
                         store.pending[run] = arrays["pending"][cut]
         leaves = self.folder / "priorities.npy"
-        store.restore_written(written, state["max_priority"],
+        store.restore_written(written, oldest, state["max_priority"],
                               np.load(leaves) if store.prioritized and leaves.is_file()
                               else None)
         self.saved = written
@@ -172,11 +181,14 @@ class ReplayFiles:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
+            state = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise UserError(f"the replay saved in {str(self.folder)!r} is unreadable "
-                            f"({type(err).__name__}); delete that folder to start it "
-                            f"afresh") from None
+            state = {"unreadable": type(err).__name__}
+        keys = ("layout", "written", "oldest", "segments", "max_priority", "extra")
+        if not isinstance(state, dict) or not all(k in state for k in keys):
+            raise UserError(f"the replay saved in {str(self.folder)!r} is unreadable or of "
+                            f"an older kind; delete that folder to start it afresh")
+        return state
 
 
 def _live(names: list[str], written: np.ndarray, per_stream: int) -> list[str]:

@@ -2,12 +2,13 @@
 
     raydqn train [--preset NAME] [--serial] [--address ADDR] [section.key=value ...]
     raydqn bench replay|env [--seconds S]
-    raydqn bench update|collect|learner|system|rllib|gan [--preset NAME] [section.key=value ...]
+    raydqn bench update|collect|learner|system|overhead|rllib|gan [--preset NAME]
+                 [section.key=value ...]
     raydqn evaluate CHECKPOINT|RUN_DIR ... [--episodes 30] [--workers 2]
                    [--protocol machado|nature] [--json P] [--video P.mp4] [--tsne P.png]
                    [--dormant N]
-    raydqn faults [--preset NAME] [--every-seconds 10] [--kills 8] [--no-driver-kill]
-                  [section.key=value ...]
+    raydqn faults [--preset NAME] [--every-seconds 10] [--kills 8] [--kinds K,...]
+                  [--seconds S] [--seed 0] [--no-driver-kill] [section.key=value ...]
     raydqn plot RUN_DIR --out curve.png
     raydqn presets
 
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("what", choices=BENCHMARKS)
     bench.add_argument("--preset", default=None,
                        help="preset for update, collect, learner, system, rllib (default "
-                            "laptop) and gan (default conditional)")
+                            "laptop), overhead (default cartpole) and gan (default "
+                            "conditional)")
     bench.add_argument("--seconds", type=float, default=None,
                        help="time per measurement (default 3; rllib: 300 per side; gan: 20)")
     bench.add_argument("--game", default="pong", help="ALE game for `bench env`")
@@ -79,12 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     faults.add_argument("--preset", default="cartpole", help="a configs/ preset or a YAML path")
     faults.add_argument("--every-seconds", type=float, default=10.0,
                         help="seconds between kills")
-    faults.add_argument("--kills", type=int, default=8, help="actors killed in all")
+    faults.add_argument("--kills", type=int, default=8,
+                        help="actors killed in all (0 with --no-driver-kill: a run without "
+                             "faults, to compare with)")
     faults.add_argument("--no-driver-kill", action="store_true",
                         help="leave the driver alone (by default it is killed once, halfway)")
     faults.add_argument("--seed", type=int, default=0, help="which actors are picked")
+    faults.add_argument("--kinds", default="collector,shard,learner,evaluator",
+                        help="the kinds of actor killed, in turn")
+    faults.add_argument("--seconds", type=float, default=None,
+                        help="stop the run after this long (SIGTERM: a final checkpoint)")
     faults.usage = ("raydqn faults [--preset NAME] [--every-seconds S] [--kills N] "
-                    "[--no-driver-kill] [section.key=value ...]")
+                    "[--kinds K,...] [--seconds S] [--no-driver-kill] [section.key=value ...]")
     plot = sub.add_parser("plot", help="learning curve (PNG) from a run's logged metrics")
     plot.add_argument("run_dir", help="a run folder, e.g. runs/laptop-pong")
     plot.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curve.png)")
@@ -134,8 +142,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "faults":
         from learner.faults import fault_run
 
-        print(json.dumps(fault_run(args.preset, args.overrides, args.every_seconds, args.kills,
-                                   not args.no_driver_kill, args.seed), indent=2))
+        print(json.dumps(fault_run(
+            args.preset, args.overrides, args.every_seconds, args.kills,
+            not args.no_driver_kill, args.seed, kinds=tuple(args.kinds.split(",")),
+            seconds=args.seconds), indent=2))
     elif args.command == "plot":
         from pathlib import Path
 

@@ -92,14 +92,15 @@ class DistributedTrainer:
                        for s in range(cfg.ray.num_replay_shards)]
         self.shards = start_shards(cfg, shard_names, obs_shape, obs_dtype, self.replay_dir)
         self.shard_pids: list[int | None] = [None] * len(self.shards)
-        self.replay_restarts = 0
+        self.replay_restarts = state.replay_restarts if state else 0
         self.learner = start_learner(cfg, shard_names, obs_shape, num_actions, self.ckpt_path)
-        self.learner_restarts = 0
+        self.learner_restarts = state.learner_restarts if state else 0
+        self._updates_at_death: int | None = None  # until a restarted learner reports
         self.collectors = [start_collector(cfg, i, shard_names, self.env_steps)
                            for i in range(cfg.ray.num_collectors)]
         self.evaluator = Evaluator.options(num_cpus=0, max_restarts=-1).remote(
             cfg, obs_shape, num_actions, cfg.ray.evaluator_nice)
-        self.evaluator_restarts = 0
+        self.evaluator_restarts = state.evaluator_restarts if state else 0
         self._evaluator_pid: int | None = None
         self.evaluations: list[EvalReport] = []
         self._eval_weights: ray.ObjectRef | None = None    # the weights being evaluated
@@ -235,6 +236,12 @@ class DistributedTrainer:
             return
         if self.last_report is None:
             _say(f"learner on {report.device}")
+        if self._updates_at_death is not None:     # the first report of a restarted learner
+            lost = max(0, self._updates_at_death - report.started_at_updates)
+            self.logger.log(self._frames(), {"learner/updates_lost": lost})
+            _say(f"the learner is back at {report.started_at_updates:,} updates ({lost:,} "
+                 f"lost)")
+            self._updates_at_death = None
         self.last_report = report
         self.updates = report.updates
         if report.new_weights:
@@ -243,6 +250,7 @@ class DistributedTrainer:
 
     def _on_learner_death(self, err: Exception) -> None:
         self.learner_restarts += 1
+        self._updates_at_death = self.updates
         kept = (f"the checkpoint at {self.saved_env_steps:,} env steps"
                 if self.saved_env_steps is not None else "scratch (no checkpoint yet)")
         _say(f"the learner died ({type(err).__name__}); Ray restarts it from {kept}, the "
@@ -370,8 +378,10 @@ class DistributedTrainer:
 
     def save(self) -> Path:
         learner_state = ray.get(self.learner.state.remote())
-        path = DistributedCheckpoint(self.cfg.to_dict(), learner_state, self.env_steps,
-                                     self.episodes, self.restarts).save(self.ckpt_path)
+        path = DistributedCheckpoint(
+            self.cfg.to_dict(), learner_state, self.env_steps, self.episodes, self.restarts,
+            self.learner_restarts, self.replay_restarts, self.evaluator_restarts,
+        ).save(self.ckpt_path)
         if self.replay_dir is not None:
             self._say_replay_errors(ray.get([s.save_replay.remote() for s in self.shards]))
         self.logger.log_checkpoint(path, self._frames())
@@ -411,14 +421,21 @@ class DistributedTrainer:
             print(f"warning: no final checkpoint: the learner actor was gone at shutdown "
                   f"(Ray's processes were stopped too); {kept}", file=sys.stderr)
         finally:
+            collecting = [ref for ref, owner in self.pending.items()
+                          if isinstance(owner, int)]
             self.pending.clear()
             self.bar.close()
             self.logger.close()
             # On a shared cluster the actors would outlive this driver and keep their CPUs.
             with contextlib.suppress(ray.exceptions.RayError):
                 ray.get(self.learner.stop.remote(), timeout=10)
-            for actor in [*self.collectors, self.evaluator, self.learner, *self.shards]:
+            for actor in [*self.collectors, self.evaluator, self.learner]:
                 ray.kill(actor)  # a no-op for an actor already gone
+            # The shards last, once the collectors' calls have ended: an insert still on
+            # its way to a shard killed under it would be retried, and say so.
+            ray.wait(collecting, num_returns=len(collecting), timeout=5)
+            for shard in self.shards:
+                ray.kill(shard)
             if self.owns_ray:
                 ray.shutdown()
 
@@ -429,7 +446,8 @@ def _say(message: str) -> None:
 
 
 class _Rates:
-    """Env steps/s and updates/s since the previous call."""
+    """Env steps/s and updates/s since the previous call (0, not negative, across a
+    learner that restarted from its checkpoint)."""
 
     def __init__(self, env_steps: int, updates: int):
         self.t, self.env_steps, self.updates = time.perf_counter(), env_steps, updates
@@ -437,7 +455,7 @@ class _Rates:
     def update(self, env_steps: int, updates: int) -> tuple[float, float]:
         now = time.perf_counter()
         dt = max(now - self.t, 1e-9)
-        rates = (env_steps - self.env_steps) / dt, (updates - self.updates) / dt
+        rates = (env_steps - self.env_steps) / dt, max(0, updates - self.updates) / dt
         self.t, self.env_steps, self.updates = now, env_steps, updates
         return rates
 

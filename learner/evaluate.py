@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -281,4 +282,4 @@ def _log_to_wandb(results: list[dict], media: dict[str, Path], run_dir: Path) ->
             run.log({"eval/tsne": wandb.Image(str(media["tsne"]))})
         run.finish()
     except Exception as err:  # logging never fails an evaluation
-        print(f"warning: W&B logging failed ({type(err).__name__}: {err})")
+        print(f"warning: W&B logging failed ({type(err).__name__}: {err})", file=sys.stderr)

@@ -11,8 +11,8 @@ the report gives per fault what the run's own metrics say of it:
 
 - `seconds_without_progress`: from the kill to the first metrics row with more env steps
   than before it (for the driver: to the resumed run's first row);
-- `updates_lost`: learner updates before the kill minus those of the learner after it
-  (the learner and the driver restart from the last checkpoint);
+- `updates_lost`: learner updates before the kill minus those the learner started again
+  from (the learner and the driver restart from the last checkpoint);
 - `transitions_lost`: replay records before the kill minus those restored (shards and the
   driver restore the last replay save);
 
@@ -43,11 +43,20 @@ RAY_GONE_WAIT_S = 90.0   # for the processes of a killed driver's embedded Ray t
 
 
 def fault_run(preset: str, overrides: list[str], every_s: float, kills: int,
-              driver_kill: bool = True, seed: int = 0, eval_episodes: int = 10) -> dict:
+              driver_kill: bool = True, seed: int = 0, eval_episodes: int = 10,
+              kinds: tuple[str, ...] = tuple(TITLES), seconds: float | None = None) -> dict:
+    """Train `preset` with `overrides` under `kills` actor kills of `kinds`, one every
+    `every_s` seconds, and one driver kill; `seconds`: stop the run then (SIGTERM, as a
+    user's Ctrl-C: a final checkpoint) instead of at its env-step target."""
     if every_s <= 0:
         raise UserError(f"--every-seconds {every_s:g} must be positive")
-    if kills < 1:
-        raise UserError(f"--kills {kills} must be at least 1")
+    if kills < 0:
+        raise UserError(f"--kills {kills} must be 0 (a run without faults) or more")
+    if seconds is not None and seconds <= 0:
+        raise UserError(f"--seconds {seconds:g} must be positive")
+    unknown = [k for k in kinds if k not in TITLES]
+    if unknown or not kinds:
+        raise UserError(f"--kinds {','.join(kinds)!r}: choose among {', '.join(TITLES)}")
     cfg = load_config(preset, overrides)          # bad input fails before anything starts
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
     if (run_dir / "checkpoint.pt").exists():
@@ -62,10 +71,15 @@ def fault_run(preset: str, overrides: list[str], every_s: float, kills: int,
     child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     next_kill = start + every_s
     driver_at = kills // 2 if driver_kill else -1
+    stopped = False
     try:
         while child.poll() is None:
             time.sleep(0.2)
-            if time.time() < next_kill or len(events) >= kills + (driver_at >= 0):
+            if seconds is not None and not stopped and time.time() - start >= seconds:
+                child.send_signal(signal.SIGTERM)
+                stopped = True
+            if (stopped or time.time() < next_kill
+                    or len(events) >= kills + (driver_at >= 0)):
                 continue
             if len(events) == driver_at:
                 event, orphans = _kill_driver(child)
@@ -74,7 +88,7 @@ def fault_run(preset: str, overrides: list[str], every_s: float, kills: int,
                 event["resumed"] = time.time()
             else:
                 if not queue:
-                    queue = rng.sample(list(TITLES), len(TITLES))
+                    queue = rng.sample(list(kinds), len(kinds))
                 event = _kill_actor(child, queue[0], rng)
                 if event is None:       # none of that kind up yet (a restart in progress)
                     queue.append(queue.pop(0))
@@ -154,11 +168,14 @@ def _report(cfg: Config, run_dir: Path, events: list[dict], start: float,
                 (r for r in after if r["charts/env_steps"] > last["charts/env_steps"]), None)
             if moved is not None:
                 fault["seconds_without_progress"] = round(moved["time"] - event["time"], 1)
-            if event["kind"] in ("learner", "driver"):
-                back = _after_restart(rows, event, after)
-                if back is not None:
-                    fault["updates_lost"] = max(0, last["learner/updates"]
-                                                - back["learner/updates"])
+            if event["kind"] == "driver":
+                fault["updates_lost"] = max(0, last["learner/updates"]
+                                            - after[0]["learner/updates"])
+        if event["kind"] == "learner":
+            lost = next((r["learner/updates_lost"] for r in rows if r["time"] > event["time"]
+                         and "learner/updates_lost" in r), None)
+            if lost is not None:
+                fault["updates_lost"] = lost
         if event["kind"] in ("shard", "driver") and before:
             restored = next((r["replay/restored"] for r in rows if r["time"] > event["time"]
                              and "replay/restored" in r), None)
@@ -171,24 +188,30 @@ def _report(cfg: Config, run_dir: Path, events: list[dict], start: float,
                "evaluator": _count(rows, "eval/restarts")}
     injected = {kind: sum(f["kind"] == kind for f in faults) for kind in (*TITLES, "driver")}
     evaluations = [r["eval/mean_return"] for r in rows if "eval/mean_return" in r]
+    learning = [r for r in progress if r.get("learner/updates", 0) > 0]
     return {"run": str(run_dir),
             "env_steps": DistributedCheckpoint.load(run_dir / "checkpoint.pt").env_steps,
             "faults_injected": injected, "deaths_counted_by_the_run": counted,
-            "faults": faults,
+            "faults": faults, "learning_seconds": _span(learning),
+            "learner_updates_per_s": _rate(learning, "learner/updates"),
+            "env_steps_per_s": _rate(learning, "charts/env_steps"),
             "best_in_training_evaluation": max(evaluations) if evaluations else None,
             "best_weights_mean_return": _best_return(run_dir / "best.pt", eval_episodes,
                                                      cfg.run.seed),
             "eval_episodes": eval_episodes}
 
 
-def _after_restart(rows: list[dict], event: dict, after: list[dict]) -> dict | None:
-    """The first progress row from the learner that replaced the one killed: after the
-    run counted the learner's death, or, for the driver, the resumed run's first row."""
-    if event["kind"] == "driver":
-        return after[0]
-    seen = next((r["time"] for r in rows
-                 if r["time"] > event["time"] and "learner/restarts" in r), None)
-    return None if seen is None else next((r for r in after if r["time"] > seen), None)
+def _span(rows: list[dict]) -> float:
+    return round(rows[-1]["time"] - rows[0]["time"], 1) if len(rows) > 1 else 0.0
+
+
+def _rate(rows: list[dict], key: str) -> float | None:
+    """`key`'s growth per second of the learning phase, counting what was redone after a
+    restart (a learner or driver back at its last checkpoint counts from there again)."""
+    if len(rows) < 2:
+        return None
+    grown = sum(max(0, b[key] - a[key]) for a, b in zip(rows, rows[1:]))
+    return round(grown / max(_span(rows), 1e-9), 2)
 
 
 def _count(rows: list[dict], key: str) -> int:

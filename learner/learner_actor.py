@@ -48,6 +48,7 @@ class LearnerReport(NamedTuple):
     learning_rate: float         # the step size of the next update
     dormant: dict | None         # shares of dormant units per layer and "all" (latest check)
     recycled_units: int          # dormant units re-initialized so far (agent.recycle_dormant_...)
+    started_at_updates: int      # the updates this actor started from (its checkpoint's)
 
 
 @ray.remote
@@ -64,6 +65,7 @@ class LearnerActor:
         self.core = make_learner(cfg, obs_shape, num_actions, self.device)
         if checkpoint is not None and Path(checkpoint).is_file():
             self.core.load_state_dict(DistributedCheckpoint.load(Path(checkpoint)).learner)
+        self.started_at = self.core.updates
         self.beta = cfg.replay.importance_exponent_start
         self.batches: queue.Queue = queue.Queue(maxsize=cfg.ray.prefetch_batches)
         self.version = 0
@@ -124,7 +126,7 @@ class LearnerActor:
         report = LearnerReport(self.core.updates, _mean(losses), _mean(qs), self.version,
                                self.fresh is not None, waited / elapsed, self.device_name,
                                self.core.learning_rate(), self.dormant,
-                               self.core.recycled_units)
+                               self.core.recycled_units, self.started_at)
         fresh, self.fresh = self.fresh, None
         return report, fresh
 

@@ -1,7 +1,8 @@
 """Every benchmark of the project, each figure beside a limit measured in the same run.
 
 `raydqn bench WHAT` calls `run`; each WHAT is one function that returns a JSON-ready
-report: `components` (replay, env: no Ray), `system` (collect, update, learner, system),
+report: `components` (replay, env: no Ray), `system` (collect, update, learner, system,
+overhead),
 `rllib` (RLlib's DQN beside ours), `gan` (the GAN job's update beside the same networks
 built from plain torch convolutions).
 """
@@ -10,15 +11,16 @@ from __future__ import annotations
 
 from dqn.errors import UserError
 
-WHATS = ("replay", "env", "update", "collect", "learner", "system", "rllib", "gan")
+WHATS = ("replay", "env", "update", "collect", "learner", "system", "overhead", "rllib",
+         "gan")
 
 
 def run(what: str, preset: str | None, overrides: list[str], seconds: float | None,
         game: str, envs: int) -> dict:
     """The report of benchmark `what`; bad input is a UserError before anything starts.
-    `preset` None: `conditional` for gan, `laptop` for the others."""
+    `preset` None: `conditional` for gan, `cartpole` for overhead, `laptop` for the others."""
     if preset is None:
-        preset = "conditional" if what == "gan" else "laptop"
+        preset = {"gan": "conditional", "overhead": "cartpole"}.get(what, "laptop")
     if seconds is None:
         seconds = {"rllib": 300.0, "gan": 20.0}.get(what, 3.0)
     if seconds <= 0:

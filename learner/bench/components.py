@@ -69,8 +69,47 @@ def bench_replay(seconds: float = 3.0) -> dict:
             report[f"{kind}_batch{batch}_batches_per_s"] = round(rate, 1)
             report[f"bare_gather_batch{batch}_batches_per_s"] = round(bare, 1)
             report[f"{kind}_batch{batch}_ratio_to_bare_gather"] = round(rate / bare, 3)
+        if prioritized:
+            report.update(_bench_save(store, rng, add_rate))
         del store
     return report
+
+
+def _bench_save(store: FrameReplay, rng: np.random.Generator, add_rate: float) -> dict:
+    """A full 200K-record store saved (dqn.replay_files), then 10K more records: the pause
+    (what a shard holds its lock for), the background write against one plain np.save of
+    the same frames, and inserts while a save is written against inserts alone."""
+    import tempfile
+    from pathlib import Path
+
+    from dqn.replay_files import ReplayFiles
+
+    with tempfile.TemporaryDirectory() as folder:
+        files = ReplayFiles(Path(folder) / "replay")
+        t0 = time.perf_counter()
+        files.save(store)
+        pause = time.perf_counter() - t0
+        inserted = 0
+        while files.busy():                      # inserts go on while it writes
+            _fill(store, 2_000, 250, rng)
+            inserted += 2_000
+        write = time.perf_counter() - t0
+        during = inserted / write
+        t0 = time.perf_counter()
+        np.save(Path(folder) / "bare.npy", store.frame)
+        bare = time.perf_counter() - t0
+        _fill(store, 10_000, 250, rng)
+        t0 = time.perf_counter()
+        files.save(store)
+        small_pause = time.perf_counter() - t0
+        files.wait()
+        small = time.perf_counter() - t0
+    return {"save_full_pause_ms": round(1000 * pause, 2),
+            "save_full_write_s": round(write, 2), "bare_np_save_frames_s": round(bare, 2),
+            "save_full_ratio_to_bare_write": round(bare / write, 3),
+            "add_during_save_ratio_to_add": round(during / add_rate, 3),
+            "save_incremental_10k_pause_ms": round(1000 * small_pause, 2),
+            "save_incremental_10k_write_s": round(small, 3)}
 
 
 def bench_env(game: str, seconds: float = 3.0, num_envs: int = 16) -> dict:

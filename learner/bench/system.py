@@ -10,6 +10,9 @@
   sampled, shipped and staged with no update taking them.
 - system: the whole trainer at the Nature cadence (one batch of 32 per 4 env steps,
   held by the rate limiter) against 4 x the bare update loop's updates/s.
+- overhead: learner and collect on the cartpole preset, whose MLP and env cost little,
+  so their ratios measure the plumbing: the replay path per update, the collectors per
+  env step.
 - update (no Ray): `DQNLearner.update` against the same update in the plain NCHW layout
   with per-tensor Adam (what the learner ran before channels-last convolutions and
   fused Adam), alternating, in updates/s and in CPU milliseconds per update; CPU time
@@ -42,7 +45,8 @@ def _config(preset: str, overrides: list[str], name: str, *fixed: str) -> Config
     return load_config(preset, [*overrides, f"run.name={name}",
                                 f"run.out_dir={tempfile.mkdtemp(prefix='raydqn-bench-')}",
                                 "run.log_every_env_steps=1000000000",
-                                "run.checkpoint_every_env_steps=1000000000", *fixed])
+                                "run.checkpoint_every_env_steps=1000000000",
+                                "run.checkpoint_replay=false", *fixed])
 
 
 def _bare_env_rate(cfg: Config, num_envs: int, seconds: float) -> float:
@@ -232,3 +236,16 @@ def bench_system(preset: str, overrides: list[str], seconds: float) -> dict:
             "limit_env_steps_per_s": round(cadence * bare, 1),
             "learner_wait_fraction_last_call": wait,
             "ratio": round(steps_per_s / (cadence * bare), 3)}
+
+
+def bench_overhead(preset: str, overrides: list[str], seconds: float) -> dict:
+    """The plumbing's own cost, measurable on any CPU: with a tiny network and env (the
+    cartpole preset), updates and env steps cost little, so what `learner_ratio` and
+    `collect_ratio` lose against their bare loops is the replay path's and the
+    collectors' overhead per update and per env step."""
+    learner = bench_learner(preset, overrides, seconds)
+    collect = bench_collect(preset, overrides, seconds)
+    return {"preset": preset, "learner_ratio": learner["ratio"],
+            "collect_ratio": collect["acting_ratio"], "learner": learner,
+            "collect": collect}
+

@@ -24,6 +24,7 @@ from dqn.errors import UserError
 VOCAB_SIZE = 256
 LINUX_HEADERS = Path("/usr/include/linux")
 SPLIT_SEED = 20240521  # fixed on purpose: the split must not move with run.seed
+SNIFF_BYTES = 8192  # a NUL byte among a file's first this many bytes: binary (as git)
 
 
 class Corpus(NamedTuple):
@@ -32,6 +33,7 @@ class Corpus(NamedTuple):
     train_files: int
     val_files: int
     source: str  # what was read, for logs and docs
+    binary_files: int = 0  # matched but skipped: not text (a NUL byte in their start)
 
 
 def default_paths() -> tuple[str, ...]:
@@ -70,21 +72,28 @@ def load_corpus(patterns: Sequence[str] = (), val_fraction: float = 0.05) -> Cor
     patterns = tuple(patterns) or default_paths()
     files = find_files(patterns)
     texts = [f.read_bytes() for f in files]
-    nonempty = [(f, t) for f, t in zip(files, texts) if t]
+    binary = sum(is_binary(t) for t in texts)
+    nonempty = [(f, t) for f, t in zip(files, texts) if t and not is_binary(t)]
     if not nonempty:
-        raise UserError(f"corpus {', '.join(map(repr, patterns))} is empty: "
-                        f"{len(files)} file(s), 0 bytes")
+        raise UserError(f"corpus {', '.join(map(repr, patterns))} holds no text: "
+                        f"{len(files)} file(s), {binary} of them binary, "
+                        f"{sum(len(t) for t in texts if not is_binary(t))} bytes of text")
     source = ", ".join(patterns)
     if len(nonempty) == 1:
         data = np.frombuffer(nonempty[0][1], dtype=np.uint8)
         cut = max(1, min(len(data) - 1, int(len(data) * (1 - val_fraction))))
-        return Corpus(data[:cut], data[cut:], 1, 1, source)  # one file, both sides
+        return Corpus(data[:cut], data[cut:], 1, 1, source, binary)  # one file, both sides
     order = np.random.default_rng(SPLIT_SEED).permutation(len(nonempty))
     n_val = min(len(nonempty) - 1, max(1, math.ceil(val_fraction * len(nonempty))))
     val_ids = set(order[:n_val].tolist())
     train = [t for i, (_, t) in enumerate(nonempty) if i not in val_ids]
     val = [t for i, (_, t) in enumerate(nonempty) if i in val_ids]
-    return Corpus(_join(train), _join(val), len(train), len(val), source)
+    return Corpus(_join(train), _join(val), len(train), len(val), source, binary)
+
+
+def is_binary(data: bytes) -> bool:
+    """Not text: a NUL byte among the first SNIFF_BYTES (images, archives, objects)."""
+    return b"\0" in data[:SNIFF_BYTES]
 
 
 def _join(texts: list[bytes]) -> np.ndarray:

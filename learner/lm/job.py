@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from ray.train.torch import prepare_model
 
-from learner.lm.model import TBPTT, CharLM, bits_per_char, evaluate, learning_rate, passes_dtype, sample
+from learner.lm.model import (TBPTT, CharLM, bits_per_char, evaluate, learning_rate,
+                              passes_dtype, sample)
 from learner.lm.corpus import Corpus, Streams, load_corpus, shard, spread
 from dqn.errors import UserError
 from learner.lm.config import LMConfig
@@ -70,6 +71,9 @@ def prepare(cfg: LMConfig) -> Corpus:
     """Everything the user gave, checked before Ray starts: the corpus (read here),
     its size against the streams, a resumed run's model."""
     corpus = load_corpus(cfg.corpus.paths, cfg.corpus.val_fraction)
+    if corpus.binary_files:
+        print(f"[lm] corpus: {corpus.binary_files} binary file(s) skipped, "
+              f"{corpus.train_files + corpus.val_files} text file(s) read", flush=True)
     _check_sizes(cfg, corpus)
     _check_resume(cfg)
     return corpus

@@ -131,3 +131,37 @@ def test_a_replay_of_another_layout_is_one_line(tmp_path):
     with pytest.raises(UserError, match="has another layout"):
         ReplayFiles(tmp_path).restore(_store(True))
     assert ReplayFiles(tmp_path / "nothing").restore(_store(False)) is None
+
+
+def test_records_overwritten_while_they_are_written_are_left_out(tmp_path, monkeypatch):
+    import copy
+
+    from dqn import replay_files
+
+    store, writer = _store(False), Writer(5)
+    writer.add(store, 80)                         # full: every add overwrites the oldest
+    before = copy.deepcopy(store)
+    real, added = replay_files._atomic, []
+
+    def insert_meanwhile(path, write):            # collectors go on during the write
+        if path.name.startswith("segment-") and not added:
+            writer.add(store, 3)
+            added.append(True)
+        real(path, write)
+
+    monkeypatch.setattr(replay_files, "_atomic", insert_meanwhile)
+    _save(ReplayFiles(tmp_path), store)
+    restored = _store(False)
+    ReplayFiles(tmp_path).restore(restored)
+    oldest = json.loads((tmp_path / "state.json").read_text())["oldest"]
+    assert any(o > w - before.per_stream for o, w in zip(oldest, before.written))
+    assert restored.written.tolist() == before.written.tolist()
+    live = restored.live
+    assert 0 < live.sum() < before.live.sum()      # fewer records, and only good ones
+    assert not (live & ~before.live).any()
+    for field in ("frame", "action", "reward", "terminated", "last"):
+        assert np.array_equal(getattr(restored, field)[live], getattr(before, field)[live])
+    batch = restored.sample(64)
+    for k, ident in enumerate(batch.index):        # no stack reaches past the restored window
+        stream, position = int(ident % STREAMS), int(ident // STREAMS)
+        assert position - 3 >= oldest[stream] or batch.obs[k, 0, 0] == 0

@@ -148,6 +148,8 @@ def test_bench_replay_prints_json_with_ratios():
     assert report["bytes_per_transition_1M"] <= 7300
     assert 0 < report["uniform_batch32_ratio_to_bare_gather"]
     assert report["prioritized_batch512_batches_per_s"] > 0
+    assert 0 < report["save_full_pause_ms"] and 0 < report["save_full_ratio_to_bare_write"]
+    assert report["save_incremental_10k_write_s"] < report["save_full_write_s"]
 
 
 def test_bench_update_times_the_same_update_in_both_layouts():
@@ -197,6 +199,16 @@ def test_system_benchmarks_run_and_report_ratios(what, fleet):
     if what == "learner":   # both shards filled before the collectors stopped: a starved
         assert report["replay_shards"] == 2      # one would answer every other request
         assert report["feed_batches_per_s"] > 10  # after its 1 s timeout (<= 2 batches/s)
+
+
+def test_bench_overhead_reports_the_plumbing_ratios_on_cartpole():
+    proc = _cli("bench", "overhead", "--seconds", "1", "env.num_envs=2",
+                "replay.learning_starts_env_steps=300", "ray.num_collectors=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["preset"] == "cartpole"
+    assert 0 < report["learner_ratio"] and 0 < report["collect_ratio"]
+    assert report["learner"]["game"] == report["collect"]["game"] == "CartPole-v1"
 
 
 def test_plot_draws_the_learning_curve_of_a_run(run_dir, capsys):

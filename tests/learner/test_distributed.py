@@ -228,6 +228,11 @@ def test_a_resumed_run_restores_its_replay_and_updates_without_refilling(local_r
         stats = ray.get(again.shards[0].stats.remote())
         assert stats.restored > 0 and stats.size == stats.restored
         assert stats.ready and stats.inserted == saved["extra"]["inserted"]  # no refill
+        steps, updates, deadline = again.env_steps, again.updates, time.time() + 60
+        while again.updates == updates and time.time() < deadline:
+            again.step()
+        assert again.updates > updates                 # learning goes on at once, long
+        assert again.env_steps - steps < 400           # before 400 new env steps refill it
     finally:
         again.close()
     off = DistributedTrainer(_cartpole(run_dir, "keep", "run.total_env_steps=900",

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from learner.gan.conv import (GemmGradConv2d, GemmGradConvTranspose2d, MatmulConvTranspose2d,
-                          _StrideTwo)
+                              _StrideTwo)
 
 
 def _grads(y: torch.Tensor, inputs: tuple[torch.Tensor, ...], seed: int = 1):

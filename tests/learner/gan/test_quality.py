@@ -9,8 +9,8 @@ import torch
 
 from learner.gan.data import FrameSet
 from learner.gan.quality import (Judge, balanced_halves, frechet_distance,
-                             image_grid, nchw, pixel_spread, predict,
-                             train_classifier)
+                                 image_grid, nchw, pixel_spread, predict,
+                                 train_classifier)
 from learner.gan.config import GanConfig
 from dqn.schema import load_config
 from learner.cli import main

@@ -10,14 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from learner.lm.cells import GRUCell, LSTMCell, RNNCell
-from learner.lm.model import (TBPTT, CharLM, evaluate, hidden_for_budget, learning_rate,
-                        parameter_count, sample)
-from learner.lm.corpus import Streams, load_corpus, spread
-from learner.lm.config import ModelConfig, TrainConfig
-from tests.cpu_support import runs_in_bfloat16
+from dqn.errors import UserError
 from learner.cli import main
+from learner.lm.cells import GRUCell, LSTMCell, RNNCell
 from learner.lm.cli import sample_command
+from learner.lm.config import ModelConfig, TrainConfig
+from learner.lm.corpus import Streams, load_corpus, spread
+from learner.lm.model import (TBPTT, CharLM, evaluate, hidden_for_budget, learning_rate,
+                              parameter_count, sample)
+from tests.cpu_support import runs_in_bfloat16
 
 C_SNIPPET = (b"#include <linux/types.h>\n#define MAX_LEN 64\n\nstruct buf {\n\tint len;\n"
              b"\tchar data[MAX_LEN];\n};\n\nstatic int buf_put(struct buf *b, char c)\n{\n"
@@ -308,7 +309,7 @@ def test_two_worker_run_checkpoints_resumes_and_samples(one_ray, tmp_path, monke
 @pytest.mark.parametrize("args,fragment", [
     (["lm", "train", "model.cell=lstn"], "config model.cell = 'lstn' is not allowed"),
     (["lm", "train", "corpus.paths=[/nonexistent/*.c]"], "'/nonexistent/*.c' matches no file"),
-    (["lm", "train", "corpus.paths=[{empty}]"], "is empty: 1 file(s), 0 bytes"),
+    (["lm", "train", "corpus.paths=[{empty}]"], "holds no text: 1 file(s), 0 of them binary"),
     (["lm", "train", "train.budget_minutes=null"], "set at least one"),
     (["lm", "train", "model.forget_bias=1.0"], "unknown config key 'model.forget_bias'"),
     (["lm", "sample", "/nonexistent/run"], "checkpoint '/nonexistent/run' does not exist"),
@@ -322,3 +323,18 @@ def test_bad_input_is_one_line_and_exit_code_2(args, fragment, tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert fragment in err
+
+
+def test_binary_files_are_skipped_and_a_corpus_of_none_else_is_one_line(tmp_path):
+    (tmp_path / "a.c").write_bytes(C_SNIPPET)
+    (tmp_path / "b.c").write_bytes(C_SNIPPET * 2)
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
+    corpus = load_corpus([str(tmp_path)], val_fraction=0.5)
+    assert corpus.binary_files == 1 and corpus.train_files + corpus.val_files == 2
+    assert b"PNG" not in corpus.train.tobytes() + corpus.val.tobytes()
+    only = tmp_path / "bin"
+    only.mkdir()
+    (only / "x.o").write_bytes(b"\x7fELF\0\0" * 10)
+    with pytest.raises(UserError, match="holds no text: 1 file.s., 1 of them binary"):
+        load_corpus([str(only)])
+
