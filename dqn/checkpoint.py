@@ -12,9 +12,10 @@ holds without guessing from its keys:
 - `BestWeights`: the online network behind the best in-training evaluation so far
   (`best.pt`): `raydqn evaluate` reads it, a run cannot resume from it.
 
-`Checkpoint.load` reads any kind (every one holds a config and an online network);
+`Checkpoint.load` reads any of them (every one holds a config and an online network);
 `SerialCheckpoint.load` and the others read their own kind only, and a file of another
-kind is one clear line.
+kind is one clear line. The Ray Train jobs keep their states in records of their own
+(`Record` subclasses: learner/gan/state.py, learner/lm/state.py).
 """
 
 from __future__ import annotations
@@ -32,42 +33,46 @@ from dqn.errors import UserError
 
 FORMAT = "raydqn-checkpoint-v2"
 RESUME_HINT = "; pick another run.name"  # what a run that cannot resume may do instead
-C = TypeVar("C", bound="Checkpoint")
+C = TypeVar("C", bound="Record")
+
+
+KINDS: dict[str, type["Record"]] = {}   # every kind of record, by the name in its files
 
 
 @dataclass
-class Checkpoint:
-    kind: ClassVar[str] = ""
-    writer: ClassVar[str] = ""            # what writes this kind, for error messages
-    config: dict[str, Any]                # Config.to_dict()
-    learner: dict[str, Any]               # DQNLearner.state_dict(); BestWeights: online only
-    env_steps: int
+class Record:
+    """A typed checkpoint file: a dataclass whose `kind` is stored in the file beside
+    its fields (and `writer`, so that even a reader that lacks the kind can name what
+    wrote it). Every subclass with a kind of its own is registered in KINDS."""
 
-    @property
-    def game(self) -> str:
-        return self.config["env"]["id"]
+    kind: ClassVar[str] = ""
+    writer: ClassVar[str] = "raydqn"       # what writes this kind, for error messages
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind"):
+            KINDS[cls.kind] = cls
 
     def save(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        torch.save({"format": FORMAT, "kind": self.kind, **fields}, tmp)
+        torch.save({"format": FORMAT, "kind": self.kind, "writer": self.writer, **fields},
+                   tmp)
         os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls: type[C], path: Path, hint: str = "") -> C:
-        """The checkpoint at `path`, of this class's kind (any kind for `Checkpoint`); a
-        missing, corrupt or foreign file, or one of another kind, is a `UserError`."""
+        """The record at `path`, of this class or one of its subclasses; a missing,
+        corrupt or foreign file, or one of another kind, is a `UserError`."""
         path = Path(path)
         state = _read(path)
         kind = KINDS.get(state.get("kind"))
-        if kind is None:
-            raise UserError(f"checkpoint {str(path)!r} is of no kind this version knows "
-                            f"({state.get('kind')!r})")
-        if cls is not Checkpoint and kind is not cls:
-            raise UserError(f"checkpoint {str(path)!r} was written by {kind.writer}, not "
+        if kind is None or not issubclass(kind, cls):
+            by = kind.writer if kind is not None else state.get("writer", "something else")
+            raise UserError(f"checkpoint {str(path)!r} was written by {by}, not "
                             f"{cls.writer}{hint}")
         fields = dataclasses.fields(kind)
         missing = [f.name for f in fields if f.name not in state
@@ -75,6 +80,20 @@ class Checkpoint:
         if missing:
             raise UserError(f"checkpoint {str(path)!r} lacks {missing[0]!r}: it is damaged")
         return kind(**{f.name: state[f.name] for f in fields if f.name in state})
+
+
+@dataclass
+class Checkpoint(Record):
+    """What every DQN checkpoint holds: enough to play (config and online network)."""
+
+    writer: ClassVar[str] = "a DQN trainer"
+    config: dict[str, Any]                # Config.to_dict()
+    learner: dict[str, Any]               # DQNLearner.state_dict(); BestWeights: online only
+    env_steps: int
+
+    @property
+    def game(self) -> str:
+        return self.config["env"]["id"]
 
 
 @dataclass
@@ -104,10 +123,6 @@ class BestWeights(Checkpoint):
     eval_mean_return: float
     eval_episodes: int
     weights_version: int | None = None
-
-
-KINDS: dict[str, type[Checkpoint]] = {
-    k.kind: k for k in (SerialCheckpoint, DistributedCheckpoint, BestWeights)}
 
 
 def best_weights(config: dict[str, Any], online: dict, *, env_steps: int,

@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import ray
 import ray.train
@@ -33,10 +33,12 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from dqn.checkpoint import Record
 from dqn.errors import UserError
 from learner.cluster import init_ray
 
 STATE_FILE = "state.pt"
+R = TypeVar("R", bound=Record)
 
 
 def run_dir_of(cfg: Any) -> Path:
@@ -100,61 +102,50 @@ def _all_reduce(values: list[float], op: str) -> list[float]:
     return tensor.tolist()
 
 
-def restore() -> dict | None:
+def restore(kind: type[R]) -> R | None:
     """The state saved by the latest `report(..., state)` of this run, or None."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+        return kind.load(Path(folder) / STATE_FILE)
 
 
-def report(metrics: dict[str, float], state: dict | None = None) -> None:
+def report(metrics: dict[str, float], state: Record | None = None) -> None:
     """Every rank must call this together (Ray Train synchronizes reports); rank 0
-    alone writes `state` (plain tensors and numbers, saved with torch.save)."""
+    alone writes `state`, the job's typed record."""
     if state is None or rank() != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(state, Path(folder) / STATE_FILE)
+        state.save(Path(folder) / STATE_FILE)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
 
-def latest_state(path: Path) -> dict:
+def latest_state(path: Path, kind: type[R], hint: str = "") -> R:
     """A job's state from a run folder (its newest checkpoint) or a `state.pt` file,
-    read outside Ray; a missing or unreadable one is a `UserError`."""
+    read outside Ray; a missing or unreadable one, or one of another kind, is a
+    `UserError`."""
     if path.is_dir():
         files = sorted(path.glob(f"checkpoint_*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime)
         if not files:
             raise UserError(f"no checkpoint in {str(path)!r} (expected "
                             f"checkpoint_*/{STATE_FILE}); train a run there first")
         path = files[-1]
-    if not path.is_file():
-        raise UserError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise UserError(f"checkpoint {str(path)!r} is not readable "
-                        f"({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or "job" not in state:
-        raise UserError(f"checkpoint {str(path)!r} was not written by a raydqn Train job")
-    return state
+    return kind.load(path, hint)
 
 
-def check_resume(cfg: Any, job: str, what: str, saved: Callable[[dict], dict[str, dict]],
+def check_resume(cfg: Any, kind: type[R], saved: Callable[[R], dict[str, dict]],
                  only: dict[str, tuple[str, ...]] | None = None) -> None:
-    """Before Ray starts: a run name that already has checkpoints must hold `job` (`what`
-    names it in the message), and the sections of `cfg` that shape the networks must equal
-    what `saved(state)` read from the newest one ({section: {key: value}}): every field,
-    or the ones `only` names for a section. A key the checkpoint lacks counts as the
+    """Before Ray starts: a run name that already has checkpoints must hold a state of
+    `kind`, and the sections of `cfg` that shape the networks must equal what
+    `saved(state)` read from the newest one ({section: {key: value}}): every field, or
+    the ones `only` names for a section. A key the checkpoint lacks counts as the
     field's default (an option added since)."""
     folder = run_dir_of(cfg)
     if not any(folder.glob("checkpoint_*")):
         return
-    state = latest_state(folder)
-    if state["job"] != job:
-        raise UserError(f"run {cfg.run.name!r} in {str(folder)!r} holds a {state['job']!r} "
-                        f"job, not {what}; pick another run.name")
+    state = latest_state(folder, kind, "; pick another run.name")
     changed = []
     for section, there in saved(state).items():
         now = getattr(cfg, section)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the heavy imports wait until a gan command runs
     from learner.gan.config import GanConfig
     from learner.gan.quality import Judge
     from learner.gan.job import DataFiles
+    from learner.gan.state import GanState
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         if args.gan_command == "train":
             from learner.train_job import check_resume
 
-            check_resume(cfg, "gan", "a GAN", lambda state: _resumable(cfg, state),
+            from learner.gan.state import GanState
+
+            check_resume(cfg, GanState, lambda state: {"model": state.config["model"],
+                                                       "data": state.config["data"]},
                          only={"data": ("image_size", "games", "image_folder")})
         files = prepare(cfg)
         if args.gan_command == "data":
@@ -92,17 +96,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(score(Path(args.checkpoint), args.last, args.by_game)))
     return 0
-
-
-def _resumable(cfg: GanConfig, state: dict) -> dict[str, dict]:
-    """The sections of a checkpoint's config a resumed run must match; one line if it
-    was trained with a model setting this version no longer has."""
-    from learner.gan.config import retired_model_settings
-
-    if retired := retired_model_settings(state["config"]):
-        raise UserError(f"run {cfg.run.name!r} was trained with {'; '.join(retired)}, "
-                        f"a setting this version no longer has; pick another run.name")
-    return {"model": state["config"]["model"], "data": state["config"]["data"]}
 
 
 def prepare(cfg: GanConfig, progress: bool = True) -> DataFiles:
@@ -150,30 +143,30 @@ def calibrate(cfg: GanConfig, files: DataFiles) -> dict[str, dict[str, float]]:
     return {name: {"cfd": cfd, "ratio": cfd / judge.baseline} for name, cfd in refs.items()}
 
 
-def _load_gan(path: Path, last: bool = False) -> tuple[GanConfig, Generator, dict]:
+def _load_gan(path: Path, last: bool = False
+              ) -> tuple[GanConfig, Generator, GanState, int]:
     """The run's config, its generator (the kept best one unless `last` or the run
     kept none; else the moving average of the weights when the run kept one, else the
-    live weights) and the checkpoint state, with `state["drawn_epoch"]` set."""
+    live weights), the checkpoint state, and the epoch whose weights it drew."""
     import torch
 
     from dqn.checkpoint import load_weights
-    from learner.gan.config import checkpoint_config
+    from dqn.schema import build_config
+    from learner.gan.config import GanConfig
     from learner.gan.model import Generator
+    from learner.gan.state import GanState
     from learner.train_job import latest_state
 
-    state = latest_state(path)
-    if state["job"] != "gan":
-        raise UserError(f"checkpoint {str(path)!r} was written by the {state['job']!r} job, "
-                        f"not the GAN")
-    cfg = checkpoint_config(state["config"])
-    g = Generator(cfg.model, cfg.data.image_size, len(state["names"]))
-    weights = state.get("generator_ema", state["generator"])
-    state["drawn_epoch"] = state["epoch"]
-    if not last and "generator_best" in state:
-        weights, state["drawn_epoch"] = state["generator_best"], state["best"]["epoch"]
+    state = latest_state(path, GanState)
+    cfg = build_config(state.config, GanConfig)
+    g = Generator(cfg.model, cfg.data.image_size, len(state.names))
+    weights = state.generator_ema if state.generator_ema is not None else state.generator
+    drawn = state.epoch
+    if not last and state.generator_best is not None:
+        weights, drawn = state.generator_best, state.best["epoch"]
     load_weights(g, weights, path)
     # channels-last as in training: its float32 pass is 1.3x faster, the same samples
-    return cfg, g.to(memory_format=torch.channels_last).eval(), state
+    return cfg, g.to(memory_format=torch.channels_last).eval(), state, drawn
 
 
 def sample(path: Path, game: str | None, n: int, out: Path, seed: int,
@@ -188,8 +181,8 @@ def sample(path: Path, game: str | None, n: int, out: Path, seed: int,
         raise UserError(f"--n {n} must be at least 1")
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {str(out)!r} must name a .png file")
-    cfg, g, state = _load_gan(path, last)
-    names = tuple(state["names"])
+    cfg, g, state, _ = _load_gan(path, last)
+    names = tuple(state.names)
     if game is not None and not cfg.model.conditional:
         raise UserError(f"--game {game!r}: this model is unconditional (it draws every "
                         f"game at random); leave --game out")
@@ -205,13 +198,13 @@ def sample(path: Path, game: str | None, n: int, out: Path, seed: int,
     return write_png(image_grid(images, columns=int(np.ceil(np.sqrt(n)))), out)
 
 
-def checkpoint_judge(cfg: GanConfig, state: dict) -> tuple[FrameSet, Judge]:
+def checkpoint_judge(cfg: GanConfig, state: GanState) -> tuple[FrameSet, Judge]:
     """The training frames of a checkpoint's run and the judge of its held-out frames
     (as the run had them); one line if either file is gone."""
     from learner.gan.data import load_frames, split_heldout
     from learner.gan.quality import Judge, load_judge
 
-    files = state["files"]
+    files = state.files
     for kind in ("frames", "judge"):
         if not Path(files[kind]).is_file():
             raise UserError(f"the checkpoint's {kind} file {files[kind]!r} is gone; rerun "
@@ -230,15 +223,15 @@ def score(path: Path, last: bool = False, by_game: bool = False) -> dict[str, fl
     from learner.gan.quality import nchw, predict
     from learner.gan.job import generator_draws, score_draws
 
-    cfg, g, state = _load_gan(path, last)
+    cfg, g, state, drawn = _load_gan(path, last)
     if by_game and not cfg.model.conditional:
         raise UserError("--by-game needs a conditional model: this one "
                         "(model.conditional=false) chooses its own games")
     train, judge = checkpoint_judge(cfg, state)
     draws = generator_draws(cfg, judge, g)
     quality = score_draws(cfg, judge, draws)
-    out = {"epoch": state["epoch"], "g_updates": state["g_updates"],
-           "drawn_epoch": state["drawn_epoch"], **quality.metrics()}
+    out = {"epoch": state.epoch, "g_updates": state.g_updates, "drawn_epoch": drawn,
+           **quality.metrics()}
     if by_game:
         copies = predict(judge.model, nchw(train.images))[0]
         for label, name in enumerate(judge.names):

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from dqn.schema import (PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, build_config,
-                        opt)
+from dqn.schema import PRECISIONS, ConfigRoot, JobRunConfig, ScalingSection, opt
 from dqn.errors import UserError
 from learner.gan.data import FramePlan, check_games
 
@@ -191,34 +190,6 @@ class GanConfig(ConfigRoot):
         return FramePlan(d.games, d.frames_per_game, d.keep_every_env_steps, d.image_size,
                          self.run.seed, tuple(str(Path(p).resolve()) for p in
                                               d.dqn_checkpoints), d.dqn_eps, d.resize)
-
-
-# Settings that checkpoints of older versions may hold and this config does not, each with
-# its value that meant "off". None of them shapes the generator, so reading a checkpoint
-# to draw or score drops them; a run trained with a model setting among them switched on
-# cannot resume (its discriminator has another shape or another forward pass).
-RETIRED: dict[str, dict[str, object]] = {
-    "model": {"d_condition": "plane", "d_norm": "batch", "minibatch_std": False, "pack": 1},
-    "train": {"g_loss": "non_saturating", "r1_gamma": 0.0, "r1_every": 16,
-              "game_weights": []},
-}
-
-
-def checkpoint_config(raw: dict) -> GanConfig:
-    """The config a checkpoint was written with (`state["config"]`), without the RETIRED
-    settings an older version wrote into it."""
-    kept = {section: ({k: v for k, v in values.items() if k not in RETIRED.get(section, {})}
-                      if isinstance(values, dict) else values)
-            for section, values in raw.items()}
-    return build_config(kept, GanConfig)
-
-
-def retired_model_settings(raw: dict) -> list[str]:
-    """`model.KEY = VALUE` for each RETIRED model setting a checkpoint's config holds
-    switched on."""
-    model = raw.get("model", {})
-    return [f"model.{key} = {model[key]!r}" for key, off in RETIRED["model"].items()
-            if key in model and model[key] != off]
 
 
 def last_evaluation_scale(q: GanQualityConfig) -> float:

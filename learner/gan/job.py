@@ -34,6 +34,7 @@ from learner.gan.lines import format_quality
 from learner.gan.model import (Discriminator, GanParts, Generator, StepSettings, StepStats,
                                adam, generate, to_unit, train_step)
 from learner.gan.quality import Judge, Quality, image_grid, load_judge, nchw, write_png
+from learner.gan.state import GanState
 from learner.train_job import (Progress, all_max, rank, report, restore, run_dir_of,
                                world_size)
 
@@ -73,19 +74,19 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
     torch.manual_seed(cfg.run.seed * 1000 + rank())  # each rank draws its own noise
     train, heldout = split_heldout(load_frames(Path(files.frames)),
                                    cfg.data.heldout_fraction, cfg.run.seed)
-    state = restore()
+    state = restore(GanState)
     parts, epoch, updates = _build(cfg, train, state)
     ema = _averaged(cfg, parts, state, updates)
     t = cfg.train
-    seconds = state.get("train_seconds", 0.0) if state is not None else 0.0
+    seconds = state.train_seconds if state is not None else 0.0
     # Frames, judge and Ray's start: the same on every rank (one clock for all)
-    before = (state.get("start_seconds", 0.0) if state is not None else
+    before = (state.start_seconds if state is not None else
               all_max(max(0.0, time.time() - started)) if started is not None else 0.0)
-    longest = state.get("longest_evaluation", 0.0) if state is not None else 0.0
+    longest = state.longest_evaluation if state is not None else 0.0
     last_scale = last_evaluation_scale(cfg.quality)   # the last epoch's evaluation
     planned = planned_epochs(t, epoch, seconds, before, longest * last_scale)
     if epoch >= planned:  # already trained: hand back the last numbers
-        report(state["last_metrics"])
+        report(state.last_metrics)
         return
     loader, sampler = _loader(cfg, train)
     lead = _Lead(cfg, files, heldout, state) if rank() == 0 else None
@@ -135,20 +136,20 @@ def _train(cfg: GanConfig, files: DataFiles, started: float | None = None) -> No
                                           live=live))
             seconds_now = seconds + time.monotonic() - t0
             saved = _state(cfg, files, train.names, parts, epoch, updates, metrics)
-            saved["train_seconds"], saved["start_seconds"] = seconds_now, before
+            saved.train_seconds, saved.start_seconds = seconds_now, before
             if ema is not None:
-                saved["generator_ema"] = ema.model.state_dict()
-            saved.update(lead.best_state())
+                saved.generator_ema = ema.model.state_dict()
+            saved.best, saved.generator_best = lead.best, lead.best_weights
         longest = max(longest, all_max(time.monotonic() - evaluating))  # scores, checkpoint
         if saved is not None:  # a resumed run plans with the value every rank agreed on
-            saved["longest_evaluation"] = longest
+            saved.longest_evaluation = longest
         report(metrics, saved)
         seconds += all_max(time.monotonic() - t0)  # the whole epoch: scores and report too
     if lead is not None:
         lead.close()
 
 
-def _build(cfg: GanConfig, train: FrameSet, state: dict | None
+def _build(cfg: GanConfig, train: FrameSet, state: GanState | None
            ) -> tuple[GanParts, int, int]:
     """Both networks (restored when `state` is given) wrapped for DDP, their
     optimizers, and the epoch and generator-update counters to carry on from."""
@@ -164,8 +165,8 @@ def _build(cfg: GanConfig, train: FrameSet, state: dict | None
         if cfg.model.g_mean_frame:
             g.start_from_mean_frames(means)
     if state is not None:
-        g.load_state_dict(state["generator"])
-        d.load_state_dict(state["discriminator"])
+        g.load_state_dict(state.generator)
+        d.load_state_dict(state.discriminator)
     # Channels-last convolutions: 1.27x the updates/s of NCHW on a 2-core CPU, same maths.
     g, d = (ray.train.torch.prepare_model(m.to(memory_format=torch.channels_last))
             for m in (g, d))
@@ -174,9 +175,9 @@ def _build(cfg: GanConfig, train: FrameSet, state: dict | None
     opt_d = adam(d, cfg.train.lr_d, cfg.train.beta1)
     if state is None:
         return GanParts(g, d, opt_g, opt_d), 0, 0
-    opt_g.load_state_dict(state["opt_g"])
-    opt_d.load_state_dict(state["opt_d"])
-    return GanParts(g, d, opt_g, opt_d), state["epoch"], state["g_updates"]
+    opt_g.load_state_dict(state.opt_g)
+    opt_d.load_state_dict(state.opt_d)
+    return GanParts(g, d, opt_g, opt_d), state.epoch, state.g_updates
 
 
 def class_means(frames: FrameSet, per_class: bool) -> torch.Tensor:
@@ -203,27 +204,25 @@ def set_step_sizes(parts: GanParts, t: GanTrainConfig, scale: float) -> None:
             group["lr"] = lr * scale
 
 
-def _averaged(cfg: GanConfig, parts: GanParts, state: dict | None, updates: int
+def _averaged(cfg: GanConfig, parts: GanParts, state: GanState | None, updates: int
               ) -> AveragedGenerator | None:
     """The moving average of the generator (restored from `state`), or None when
     `train.ema_decay` is 0."""
     if cfg.train.ema_decay == 0:
         return None
     ema = AveragedGenerator(_unwrap(parts.generator), cfg.train.ema_decay, updates)
-    if state is not None and "generator_ema" in state:
-        ema.model.load_state_dict(state["generator_ema"])
+    if state is not None and state.generator_ema is not None:
+        ema.model.load_state_dict(state.generator_ema)
     return ema
 
 
 def _state(cfg: GanConfig, files: DataFiles, names: tuple[str, ...], parts: GanParts,
-           epoch: int, updates: int, metrics: dict[str, float]) -> dict:
+           epoch: int, updates: int, metrics: dict[str, float]) -> GanState:
     """What a checkpoint holds: enough to resume, to sample and to score."""
-    return {"job": "gan", "config": cfg.to_dict(), "names": names,
-            "files": files._asdict(), "epoch": epoch, "g_updates": updates,
-            "generator": _unwrap(parts.generator).state_dict(),
-            "discriminator": _unwrap(parts.discriminator).state_dict(),
-            "opt_g": parts.opt_g.state_dict(), "opt_d": parts.opt_d.state_dict(),
-            "last_metrics": metrics}
+    return GanState(cfg.to_dict(), tuple(names), files._asdict(), epoch, updates,
+                    _unwrap(parts.generator).state_dict(),
+                    _unwrap(parts.discriminator).state_dict(),
+                    parts.opt_g.state_dict(), parts.opt_d.state_dict(), metrics)
 
 
 def _loader(cfg: GanConfig, train: FrameSet) -> tuple[DataLoader, DistributedSampler]:
@@ -247,7 +246,7 @@ class _Lead:
     """Rank 0's side jobs: metrics, sample grids, quality numbers."""
 
     def __init__(self, cfg: GanConfig, files: DataFiles, heldout: FrameSet,
-                 state: dict | None):
+                 state: GanState | None):
         from dqn.metrics import MetricLogger
 
         self.cfg, self.run_dir = cfg, run_dir_of(cfg)
@@ -255,8 +254,8 @@ class _Lead:
                                    name=cfg.run.name, resume=state is not None,
                                    step_key=STEP_KEY)
         # The best generator so far by the CFD of its selection draws (quality.keep_best).
-        self.best: dict | None = (state or {}).get("best")
-        self.best_weights: dict | None = (state or {}).get("generator_best")
+        self.best: dict | None = state.best if state is not None else None
+        self.best_weights: dict | None = state.generator_best if state is not None else None
         self.judge = Judge(load_judge(Path(files.judge)), heldout, cfg.run.seed,
                            cfg.quality.samples, cfg.quality.splits)
         self.names = heldout.names
@@ -328,11 +327,6 @@ class _Lead:
             kept.load_state_dict(self.best_weights)
             self.best["metrics"] = score_generator(self.cfg, self.judge, kept).metrics()
         return {**out, **best_metrics(self.best)}
-
-    def best_state(self) -> dict:
-        if self.best is None:
-            return {}
-        return {"best": self.best, "generator_best": self.best_weights}
 
     def close(self) -> None:
         self.logger.close()

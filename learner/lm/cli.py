@@ -82,25 +82,21 @@ def sample_command(path: Path, prime: str, temperature: float, length: int, seed
                    cache: bool = False) -> str:
     """The prime followed by `length` sampled bytes, decoded leniently as UTF-8; from the
     network alone, or mixed with the run's cache (`cache.*`, when it had one)."""
-    import torch
-
     from learner.lm.model import CharLM, sample
     from learner.lm.config import CacheConfig, ModelConfig
     from dqn.process import torch_process
+    from learner.lm.state import LMState
     from learner.train_job import latest_state
 
     if temperature <= 0:
         raise UserError(f"--temperature {temperature} must be positive")
     if length < 1:
         raise UserError(f"--length {length} must be at least 1")
-    state = latest_state(path)
-    if state["job"] != "lm":
-        raise UserError(f"checkpoint {str(path)!r} holds a {state['job']!r} job, not a "
-                        f"language model")
+    state = latest_state(path, LMState)
     torch_process(1)  # sampling is one byte at a time: threads only add overhead
-    model = CharLM(_saved(ModelConfig, state["model_config"]))
-    model.load_state_dict(state["model"])
-    memory = _saved(CacheConfig, state.get("cache_config", {})) if cache else None
+    model = CharLM(_saved(ModelConfig, state.model_config))
+    model.load_state_dict(state.model)
+    memory = _saved(CacheConfig, state.cache_config) if cache else None
     text = sample(model, prime.encode(), length, temperature, seed, cache=memory)
     return (prime.encode() + text).decode("utf-8", errors="replace")
 

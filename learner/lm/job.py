@@ -38,10 +38,10 @@ from dqn.errors import UserError
 from learner.lm.config import LMConfig
 from dqn.metrics import MetricLogger
 from dqn.process import torch_process
+from learner.lm.state import LMState
 from learner.train_job import (all_max, all_sum, check_resume, rank, report, restore,
                                run_dir_of, run_job, world_size)
 
-JOB = "lm"
 STEP_KEY = "global/train_tokens"
 
 
@@ -111,21 +111,21 @@ def _validation_bytes(corpus: Corpus, cfg: LMConfig, index: int, workers: int) -
 
 def _check_resume(cfg: LMConfig) -> None:
     """A run name that already has checkpoints must hold this job with this model."""
-    check_resume(cfg, JOB, "a language model", lambda state: {"model": state["model_config"]})
+    check_resume(cfg, LMState, lambda state: {"model": state.model_config})
 
 
 def _worker(loop_config: dict, corpus: Corpus) -> None:
     cfg: LMConfig = loop_config["cfg"]
     torch_process(int(cfg.ray.cpus_per_worker))
     torch.manual_seed(cfg.run.seed)  # same initial weights on every rank
-    saved = restore()
+    saved = restore(LMState)
     model = CharLM(cfg.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate, fused=True)
     counters = Counters()
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        counters = Counters(**saved["counters"])
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optimizer)
+        counters = Counters(**saved.counters)
     torch.manual_seed(cfg.run.seed * 1000 + rank() + counters.updates)  # dropout masks
     Loop(cfg, corpus, prepare_model(model), optimizer, counters, resumed=saved is not None
          ).run()
@@ -251,8 +251,7 @@ class Loop:
                 "charts/tokens_per_s": self.session[0] * self.world
                 / max(self.session[1], 1e-9)}
 
-    def _state(self) -> dict:
-        return {"job": JOB, "model_config": dataclasses.asdict(self.cfg.model),
-                "cache_config": dataclasses.asdict(self.cfg.cache),
-                "model": self.core.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "counters": dataclasses.asdict(self.counters), "corpus": self.cfg.corpus.paths}
+    def _state(self) -> LMState:
+        return LMState(dataclasses.asdict(self.cfg.model), dataclasses.asdict(self.cfg.cache),
+                       self.core.state_dict(), self.optimizer.state_dict(),
+                       dataclasses.asdict(self.counters), list(self.cfg.corpus.paths))

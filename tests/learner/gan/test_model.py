@@ -10,14 +10,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dqn.errors import UserError
 from dqn.schema import load_config, preset_names
 from learner.gan.model import (Discriminator, GanParts, Generator, StepSettings, adam,
                                discriminator_loss, generator_loss, per_label, train_step)
 from learner.gan.augment import _indexed, _Shift, augment_images
 from learner.gan.average import AveragedGenerator
-from learner.gan.config import GanConfig, GanModelConfig, checkpoint_config
+from learner.gan.config import GanConfig, GanModelConfig
 from learner.cli import main
+from learner.gan.state import GanState
+from learner.lm.state import LMState
 
 LOG2 = float(np.log(2.0))
 
@@ -242,12 +243,13 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
                             f"data.cache_dir={tmp_path}"], "holds no images")
     one_line_error(capsys, ["gan", "sample", str(tmp_path / "nowhere")], "does not exist")
     one_line_error(capsys, ["gan", "sample", str(tmp_path / "empty")], "no checkpoint")
-    torch.save({"job": "lm", "weights": {}}, tmp_path / "lm.pt")
-    one_line_error(capsys, ["gan", "sample", str(tmp_path / "lm.pt")], "'lm' job")
+    LMState({}, {}, {}, {}, {}, []).save(tmp_path / "lm.pt")
+    one_line_error(capsys, ["gan", "sample", str(tmp_path / "lm.pt")],
+                   "was written by the language-model job")
     plain = load_config("dcgan", ("model.g_width=4", "data.image_size=16"), GanConfig)
-    torch.save({"job": "gan", "config": plain.to_dict(), "names": ["pong", "breakout"],
-                "generator": Generator(plain.model, 16, 2).state_dict(), "epoch": 1},
-               tmp_path / "plain.pt")
+    GanState(plain.to_dict(), ("pong", "breakout"), {}, 1, 0,
+             Generator(plain.model, 16, 2).state_dict(), {}, {}, {}, {}).save(
+        tmp_path / "plain.pt")
     one_line_error(capsys, ["gan", "score", str(tmp_path / "plain.pt"), "--by-game"],
                    "--by-game needs a conditional model")
     one_line_error(capsys, ["gan", "train", "train.batch_size=5", "ray.num_workers=2"],
@@ -257,35 +259,20 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
     # a key the checkpoint lacks (an option added since) counts as its default
     saved = load_config("conditional", ("model.g_width=8",), GanConfig).to_dict()
     del saved["model"]["latent_codes"]
-    for name, state in [("lm", {"job": "lm"}), ("old", {"job": "gan", "config": saved})]:
-        (tmp_path / "runs" / name / "checkpoint_1").mkdir(parents=True)
-        torch.save(state, tmp_path / "runs" / name / "checkpoint_1" / "state.pt")
+    lm = LMState({}, {}, {}, {}, {}, [])
+    for name, state in [("lm", lm), ("old", _gan_state(saved))]:
+        state.save(tmp_path / "runs" / name / "checkpoint_1" / "state.pt")
     train = ["gan", "train", f"run.out_dir={tmp_path / 'runs'}", "model.latent_codes=4"]
-    one_line_error(capsys, [*train, "run.name=lm"], "holds a 'lm' job, not a GAN")
+    one_line_error(capsys, [*train, "run.name=lm"], "was written by the language-model job "
+                   "(raydqn lm train), not the GAN job (raydqn gan train); pick another")
     err = one_line_error(capsys, [*train, "run.name=old"], "model.g_width = 8 there, 32 now",
                          "model.latent_codes = 0 there, 4 now")
     assert err.count(" there, ") == 2
-    # a run whose discriminator used a setting this version no longer has cannot resume
-    retired = load_config("conditional", (), GanConfig).to_dict()
-    retired["model"].update(pack=2, d_norm="batch")     # d_norm at its old default
-    (tmp_path / "runs" / "packed" / "checkpoint_1").mkdir(parents=True)
-    torch.save({"job": "gan", "config": retired},
-               tmp_path / "runs" / "packed" / "checkpoint_1" / "state.pt")
-    err = one_line_error(capsys, ["gan", "train", f"run.out_dir={tmp_path / 'runs'}",
-                                  "run.name=packed"], "'packed'", "model.pack = 2")
-    assert "d_norm" not in err
 
 
-def test_a_checkpoint_of_an_older_version_is_read_past_its_retired_settings():
-    saved = load_config("conditional", ("model.g_width=8",), GanConfig).to_dict()
-    saved["model"].update(d_condition="plane", d_norm="spectral", minibatch_std=True, pack=2)
-    saved["train"].update(g_loss="minimax", r1_gamma=1.0, r1_every=16, game_weights=(1, 2))
-    cfg = checkpoint_config(saved)
-    assert cfg.model.g_width == 8 and cfg == load_config("conditional", ("model.g_width=8",),
-                                                         GanConfig)
-    saved["model"]["d_width_typo"] = 3          # anything else stays an error
-    with pytest.raises(UserError, match="d_width_typo"):
-        checkpoint_config(saved)
+def _gan_state(config: dict) -> GanState:
+    """A GAN checkpoint with `config` and nothing trained: what a resume checks."""
+    return GanState(config, ("pong",), {}, 0, 0, {}, {}, {}, {}, {})
 
 
 TINY = ["data.games=[pong,breakout]", "data.frames_per_game=40", "data.image_size=16",

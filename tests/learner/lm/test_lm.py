@@ -18,6 +18,7 @@ from learner.lm.config import ModelConfig, TrainConfig
 from learner.lm.corpus import Streams, load_corpus, spread
 from learner.lm.model import (TBPTT, CharLM, evaluate, hidden_for_budget, learning_rate,
                               parameter_count, sample)
+from learner.lm.state import LMState
 from tests.cpu_support import runs_in_bfloat16
 
 C_SNIPPET = (b"#include <linux/types.h>\n#define MAX_LEN 64\n\nstruct buf {\n\tint len;\n"
@@ -247,7 +248,7 @@ def test_sample_reads_a_checkpoint_that_names_a_setting_removed_since(tmp_path):
     saved = {**dataclasses.asdict(cfg), "weight_drop": 0.0}
     del saved["implementation"]
     path = tmp_path / "state.pt"
-    torch.save({"job": "lm", "model_config": saved, "model": model.state_dict()}, path)
+    LMState(saved, {}, model.state_dict(), {}, {}, []).save(path)
     text = sample_command(path, "#if", temperature=0.8, length=40, seed=3)
     assert text == "#if" + sample(model, b"#if", 40, 0.8, seed=3).decode("utf-8", "replace")
 
@@ -313,7 +314,7 @@ def test_two_worker_run_checkpoints_resumes_and_samples(one_ray, tmp_path, monke
     (["lm", "train", "train.budget_minutes=null"], "set at least one"),
     (["lm", "train", "model.forget_bias=1.0"], "unknown config key 'model.forget_bias'"),
     (["lm", "sample", "/nonexistent/run"], "checkpoint '/nonexistent/run' does not exist"),
-    (["lm", "sample", "{empty}"], "is not readable"),
+    (["lm", "sample", "{empty}"], "is unreadable or corrupt"),
     (["lm", "compare", "--cells", "rnn,lstn"], "unknown cell lstn"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, fragment, tmp_path, capsys):
