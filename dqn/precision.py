@@ -76,7 +76,7 @@ def bfloat16_passes(precision: str, device: torch.device, layers: tuple[str, ...
 def bfloat16_error(layer: str, device_type: str) -> str | None:
     """None if torch runs `layer` forward and backward under bfloat16 autocast on
     `device_type`, else the first sentence of its error. Probed once per process."""
-    module, inputs = _probe(layer)
+    module, inputs = probe(layer)
     device = torch.device(device_type)
     module, inputs = module.to(device), inputs.to(device).requires_grad_()
     try:
@@ -90,7 +90,8 @@ def bfloat16_error(layer: str, device_type: str) -> str | None:
     return None
 
 
-def _probe(layer: str) -> tuple[nn.Module, torch.Tensor]:
+def probe(layer: str) -> tuple[nn.Module, torch.Tensor]:
+    """The tiny `layer` and inputs that `bfloat16_error` runs under autocast."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if layer == "conv2d":

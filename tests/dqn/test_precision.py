@@ -82,7 +82,7 @@ def test_the_probe_returns_the_first_sentence_of_the_error_and_probes_once(monke
             calls.append(x.shape)
             raise RuntimeError("no primitive for this. Run with X=1\nsecond line")
 
-    monkeypatch.setattr(precision, "_probe", lambda layer: (Broken(), torch.ones(2)))
+    monkeypatch.setattr(precision, "probe", lambda layer: (Broken(), torch.ones(2)))
     precision.bfloat16_error.cache_clear()
     try:
         assert precision.bfloat16_error("lstm", "cpu") == "no primitive for this"
@@ -95,7 +95,7 @@ def test_the_probe_returns_the_first_sentence_of_the_error_and_probes_once(monke
 @pytest.mark.parametrize("layer", LAYERS)
 def test_the_probe_tells_the_truth_about_this_cpu(layer):
     """What the probe says of a layer is what a larger pass of that layer does here."""
-    module, x = precision._probe(layer)
+    module, x = precision.probe(layer)
     module = {"conv2d": torch.nn.Conv2d(4, 16, 5), "linear": torch.nn.Linear(8, 32)}.get(
         layer, module)
     x = {"conv2d": torch.randn(3, 4, 20, 20), "linear": torch.randn(5, 8)}.get(layer, x)

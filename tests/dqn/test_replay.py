@@ -104,7 +104,7 @@ def test_uniform_sampling_of_an_empty_store_is_an_error():
         store().sample(4)
 
 
-def _random_stream(rng: np.random.Generator, length: int, next_id: int) -> list[tuple]:
+def random_stream(rng: np.random.Generator, length: int, next_id: int) -> list[tuple]:
     rows: list[tuple] = []
     while len(rows) < length:
         steps = int(rng.integers(1, 12))
@@ -129,7 +129,7 @@ def test_random_streams_match_the_reference(prioritized, seed):
     stack, n, streams, capacity = 4, 3, 3, 3 * 40
     replay = FrameReplay(capacity, streams, (1,), np.int32, stack=stack, n_step=n, gamma=0.9,
                          prioritized=prioritized, seed=seed)
-    rows = [_random_stream(rng, 400, 1 + 10_000 * s) for s in range(streams)]
+    rows = [random_stream(rng, 400, 1 + 10_000 * s) for s in range(streams)]
     hist = [{f: [r[i] for r in stream_rows] for i, f in enumerate(FIELDS)}
             for stream_rows in rows]
     cursor = [0] * streams

@@ -2,6 +2,7 @@
 record for record and priority for priority; only new records are written again."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from dqn.errors import UserError
 from dqn.recorder import Records
 from dqn.replay import FrameReplay
 from dqn.replay_files import ReplayFiles
-from tests.dqn.test_replay import _random_stream, records
+from tests.dqn.test_replay import random_stream, records
 
 STREAMS, CAPACITY = 3, 3 * 40
 
@@ -25,7 +26,7 @@ class Writer:
 
     def __init__(self, seed: int):
         self.rng = np.random.default_rng(seed)
-        self.rows = [_random_stream(self.rng, 2000, 1 + 10_000 * s) for s in range(STREAMS)]
+        self.rows = [random_stream(self.rng, 2000, 1 + 10_000 * s) for s in range(STREAMS)]
         self.cursor = [0] * STREAMS
 
     def add(self, store: FrameReplay, steps: int) -> None:
@@ -118,7 +119,8 @@ def test_a_save_without_room_on_the_disk_is_one_line_and_nothing_is_written(
 
     store, files = _store(False), ReplayFiles(tmp_path)
     Writer(3).add(store, 5)
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 10))
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: SimpleNamespace(total=1, used=1, free=10))
     assert not files.save(store)
     assert "GiB to write" in files.last_error and "GiB free" in files.last_error
     assert not list(tmp_path.glob("*"))
