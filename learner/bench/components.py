@@ -95,6 +95,8 @@ def _bench_save(store: FrameReplay, rng: np.random.Generator, add_rate: float) -
             inserted += 2_000
         write = time.perf_counter() - t0
         during = inserted / write
+        files.save(store)                        # what came in meanwhile, untimed
+        files.wait()
         t0 = time.perf_counter()
         np.save(Path(folder) / "bare.npy", store.frame)
         bare = time.perf_counter() - t0
