@@ -108,7 +108,8 @@ class DistributedTrainer:
         self.collector_version = [-1] * cfg.ray.num_collectors
         self.retry_at: dict[int, float] = {}    # dead collectors, relaunched after a pause
         self.down: set[int] = set()
-        _, self.weights = self.learner.latest_weights.remote()
+        version, self.weights = self.learner.latest_weights.remote()
+        ray.get(version)                      # the learner is up: the run starts from here
         self.weights_version = 1
         self.updates = int(state.learner["updates"]) if state else 0
         # owner of each call in flight: a collector's index, None (learner) or EVAL

@@ -46,8 +46,8 @@ def test_a_checkpoint_of_another_kind_is_one_line(tmp_path, written, read, line)
     (None, "does not exist"),
     (b"\x00garbage", "unreadable or corrupt"),
     ({"format": "raydqn-checkpoint-v1", "config": CONFIG}, "is not a raydqn-checkpoint-v2"),
-    ({"format": "raydqn-checkpoint-v2", "kind": "gan", "writer": "the GAN job"},
-     "was written by the GAN job, not a DQN trainer"),
+    ({"format": "raydqn-checkpoint-v2", "kind": "video", "writer": "a video tool"},
+     "was written by a video tool, not a DQN trainer"),      # a kind this reader lacks
     ({"format": "raydqn-checkpoint-v2", "kind": "distributed"}, "lacks 'config'"),
 ])
 def test_what_is_no_checkpoint_of_ours_is_one_line(tmp_path, content, line):
