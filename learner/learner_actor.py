@@ -17,6 +17,7 @@ there is one, so a learner that Ray restarts after a death goes on from the last
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -96,6 +97,8 @@ class LearnerActor:
             tensors = staged(batch, self.device, pin, self.core.online.prepare)
             self.batches.put((shard, batch.index, tensors,
                               self.core.target_values(tensors.next_obs)))
+        # Let the requests still out end here, so no shard is killed under one of them.
+        ray.wait([ref for _, ref in in_flight], num_returns=len(in_flight), timeout=5)
 
     @ray.method(num_returns=2)
     def train(self, num_updates: int, beta: float, max_wait_s: float = 2.0
@@ -149,7 +152,13 @@ class LearnerActor:
         return _to_cpu(self.core.state_dict())
 
     def stop(self) -> None:
+        """Stop sampling; returns once no sample request of this learner is out."""
         self._stop.set()
+        deadline = time.monotonic() + 8
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                self.batches.get_nowait()        # a thread blocked on a full queue goes on
+            self._thread.join(0.1)
 
 
 def staged(batch: Batch, device: torch.device, pin: bool, prepare) -> Batch:

@@ -65,9 +65,12 @@ def _bare_env_rate(cfg: Config, num_envs: int, seconds: float) -> float:
 
 def _trainer_rate(trainer: DistributedTrainer, seconds: float,
                   warmup_s: float) -> tuple[float, float]:
-    """(env steps/s, updates/s) of a running trainer after a warm-up."""
-    end = time.perf_counter() + warmup_s
-    while time.perf_counter() < end:
+    """(env steps/s, updates/s) of a running trainer after a warm-up, which lasts at
+    least until the collectors have sent their first chunks (their start-up is not
+    what is measured)."""
+    end, deadline = time.perf_counter() + warmup_s, time.perf_counter() + 120
+    while ((time.perf_counter() < end or trainer.env_steps == 0)
+           and time.perf_counter() < deadline):
         trainer.step()
     steps0, updates0, start = trainer.env_steps, trainer.updates, time.perf_counter()
     while time.perf_counter() - start < seconds:
